@@ -1,0 +1,100 @@
+"""CIFAR-10 as TFRecords (``image`` JPEG bytes, ``label`` int64), found locally or downloaded by Keras.
+
+The directory is looked up, in order, from the ``dirpath`` argument, the ``EASIEDGE_CIFAR10_DIR``
+environment variable, and ``../shared/data/cifar10`` above the current directory or this package's checkout.
+When none holds the TFRecords, :func:`load_cifar10_arrays` falls back to ``keras.datasets.cifar10``
+(a download on first use, then Keras's cache).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "EASIEDGE_CIFAR10_DIR"
+_SPLITS = {"train": "train.tfrecord", "test": "test.tfrecord"}
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def cifar10_dir(dirpath: str | os.PathLike | None = None) -> Path | None:
+    """Returns the directory holding ``train.tfrecord``/``test.tfrecord``, or None when none is found.
+
+    Example:
+        >>> d = cifar10_dir()
+        >>> d is None or (d / "test.tfrecord").exists()
+        True
+    """
+    candidates = []
+    if dirpath is not None:
+        candidates.append(Path(dirpath))
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    here = Path(__file__).resolve()
+    for base in [Path.cwd(), *Path.cwd().parents, *here.parents]:
+        candidates.append(base / "shared" / "data" / "cifar10")
+        candidates.append(base / ".." / "shared" / "data" / "cifar10")
+    for cand in candidates:
+        if (cand / _SPLITS["test"]).exists():
+            return cand.resolve()
+    if dirpath is not None:
+        raise FileNotFoundError(f"no CIFAR-10 TFRecords ({', '.join(_SPLITS.values())}) in {dirpath}")
+    return None
+
+
+def load_cifar10(split: str = "train", *, dirpath=None, limit: int | None = None):
+    """Returns a ``tf.data.Dataset`` of ``(uint8 image (32, 32, 3), int64 label)`` read from the TFRecords.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        dirpath: directory of the TFRecords; see the module docstring for the lookup order.
+        limit: keep only the first ``limit`` records (the files are shuffled once, so a prefix is balanced).
+    """
+    import tensorflow as tf
+
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+    d = cifar10_dir(dirpath)
+    if d is None:
+        raise FileNotFoundError(
+            f"CIFAR-10 TFRecords not found; set {ENV_VAR} to the directory holding {_SPLITS[split]}"
+        )
+    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def _decode(record):
+        ex = tf.io.parse_single_example(record, spec)
+        img = tf.io.decode_jpeg(ex["image"], channels=3)
+        img.set_shape((32, 32, 3))
+        return img, ex["label"]
+
+    ds = tf.data.TFRecordDataset(str(d / _SPLITS[split]))
+    if limit is not None:
+        ds = ds.take(int(limit))
+    return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None = None,
+                        allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ``(x uint8 [N, 32, 32, 3], y int64 [N])`` from the local TFRecords, else Keras's download.
+
+    Example:
+        >>> x, y = load_cifar10_arrays("test", limit=8)  # doctest: +SKIP
+        >>> x.shape, y.shape
+        ((8, 32, 32, 3), (8,))
+    """
+    if cifar10_dir(dirpath) is not None:
+        xs, ys = [], []
+        for img, lab in load_cifar10(split, dirpath=dirpath, limit=limit).batch(2048):
+            xs.append(img.numpy())
+            ys.append(lab.numpy())
+        return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+    if not allow_download:
+        raise FileNotFoundError(f"CIFAR-10 TFRecords not found; set {ENV_VAR}")
+    import keras
+
+    (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
+    x, y = (xtr, ytr) if split == "train" else (xte, yte)
+    y = y.reshape(-1).astype(np.int64)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y

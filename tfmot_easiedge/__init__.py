@@ -1,4 +1,14 @@
-"""tfmot-easiedge: global filter pruning (EasiEdge) for Keras 3 CNNs."""
-from tfmot_easiedge._version import __version__
+"""tfmot-easiedge: global filter pruning (EasiEdge) for Keras 3 CNNs.
 
-__all__ = ["__version__"]
+The flow: ``analyze`` a model into channel groups, score channels, ``select`` a ``PruningPlan`` under a
+budget, then ``slim`` the model (or prune while training with ADMM) and export it.
+"""
+from tfmot_easiedge._version import __version__
+from tfmot_easiedge.graph import (ChannelGroup, ChannelRule, GraphError, ModelAnalysis, Stop, analyze,
+                                  register_rule)
+from tfmot_easiedge.metrics import count_macs, count_params, layer_macs
+from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite import masked_copy, slim
+
+__all__ = ["ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
+           "analyze", "count_macs", "count_params", "layer_macs", "masked_copy", "register_rule", "slim"]

@@ -1,0 +1,119 @@
+"""``slim`` and ``masked_copy``: rebuild a model from its graph with per-layer weight surgery."""
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
+from tfmot_easiedge.graph.model_graph import GraphNode
+from tfmot_easiedge.plan import PruningPlan
+
+
+def slim(model: keras.Model, plan: PruningPlan, *, analysis: ModelAnalysis | None = None) -> keras.Model:
+    """Returns a new model with the plan's removed channels physically gone; ``model`` is untouched.
+
+    Kernels, biases, BatchNorm statistics, depthwise kernels and the Dense rows after a Flatten are
+    sliced to the kept channels. Nested models are inlined into one functional model.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from tfmot_easiedge import analyze, PruningPlan
+        >>> x = keras.Input((8, 8, 3))
+        >>> h = keras.layers.Conv2D(6, 3, name="c1")(x)
+        >>> m = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+        >>> small = slim(m, PruningPlan({"c1": [0, 3]}, {"c1": 6}))
+        >>> small.get_layer("c1").filters
+        2
+    """
+    analysis = analysis if analysis is not None else analyze(model)
+    plan.validate(analysis)
+
+    def make(node: GraphNode, rule, in_keep, out_keep):
+        layer = node.layer
+        cut = any(k is not None and not k.all() for k in [*in_keep, *out_keep])
+        if rule is None or not cut or not isinstance(layer, keras.layers.Layer):
+            return _clone_config(layer), _copy_weights(layer)
+        return rule.slim(layer, in_keep, out_keep)
+
+    return _rebuild(model, analysis, plan, make, suffix="_slim")
+
+
+def masked_copy(model: keras.Model, plan: PruningPlan, *, analysis: ModelAnalysis | None = None) -> keras.Model:
+    """Returns a same-architecture copy where each removed channel is cut at its consumers.
+
+    The input weights that read a removed channel (convolution and Dense kernels) are zeroed, which
+    is exactly what removing the channel does; it is the reference ``slim`` must match.
+    """
+    analysis = analysis if analysis is not None else analyze(model)
+    plan.validate(analysis)
+
+    def make(node: GraphNode, rule, in_keep, out_keep):
+        layer = node.layer
+        if rule is not None and rule.consumes_inputs and any(k is not None and not k.all() for k in in_keep):
+            return _clone_config(layer), rule.mask_inputs(layer, in_keep)
+        return _clone_config(layer), _copy_weights(layer)
+
+    return _rebuild(model, analysis, plan, make, suffix="_masked")
+
+
+def _clone_config(layer) -> dict | None:
+    return layer.get_config() if isinstance(layer, keras.layers.Layer) else None
+
+
+def _copy_weights(layer) -> list[np.ndarray]:
+    return [np.array(w) for w in layer.get_weights()] if isinstance(layer, keras.layers.Layer) else []
+
+
+def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, suffix: str) -> keras.Model:
+    graph = analysis.graph
+    kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
+    masks: dict[int, np.ndarray | None] = {}
+
+    def mask(tid: int):
+        if tid not in masks:
+            masks[tid] = analysis.keep_mask(tid, kept)
+        return masks[tid]
+
+    new_layers: dict[int, tuple] = {}
+
+    def layer_fn(node: GraphNode):
+        key = id(node.layer)
+        if key not in new_layers:
+            rule = analysis.rules[node.index]
+            config, weights = make(node, rule, [mask(t) for t in node.inputs], [mask(t) for t in node.outputs])
+            if config is None:  # a stateless Keras operation: reuse it
+                new_layers[key] = (node.layer, [])
+            else:
+                new_layers[key] = (_from_config(node.layer, config), weights)
+        new, weights = new_layers[key]
+
+        def call(*args, **kwargs):
+            out = new(*args, **kwargs)
+            if weights:
+                _set_weights(new, weights, node.name)
+            return out
+
+        return call
+
+    inputs = [keras.Input(shape=graph.tensors[t].shape[1:], dtype=graph.tensors[t].dtype, name=name)
+              for t, name in zip(graph.input_ids, graph.input_names)]
+    outputs = graph.run(inputs, layer_fn=layer_fn)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                       name=model.name + suffix)
+
+
+def _from_config(layer, config: dict):
+    try:
+        return type(layer).from_config(config)
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"cannot rebuild layer {layer.name!r} ({type(layer).__name__}) from its config: {e}. "
+                         "A custom layer needs a complete get_config().") from e
+
+
+def _set_weights(layer, weights: list[np.ndarray], name: str) -> None:
+    try:
+        layer.set_weights(weights)
+    except ValueError as e:
+        raise ValueError(f"weight surgery failed for layer {name!r}: {e}") from e

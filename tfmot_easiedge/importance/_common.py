@@ -1,0 +1,63 @@
+"""Shared plumbing of the data-driven criteria: analysis, gated model, batches, progress."""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
+from tfmot_easiedge.importance._data import iterate_batches
+from tfmot_easiedge.importance._gating import GatedModel, detect_from_logits
+
+ScoreTable = dict[str, np.ndarray]
+
+
+def prepare(model, analysis: ModelAnalysis | None) -> tuple[ModelAnalysis, GatedModel]:
+    analysis = analysis if analysis is not None else analyze(model)
+    if not analysis.prunable_groups:
+        raise ValueError(f"model {model.name!r} has no prunable channel group: {_why(analysis)}")
+    return analysis, GatedModel(model, analysis)
+
+
+def _why(analysis) -> str:
+    reasons = [r for g in analysis.groups.values() for r in g.reasons]
+    return "; ".join(dict.fromkeys(reasons)) or "no filters"
+
+
+def input_rank(model) -> int:
+    return len(model.inputs[0].shape)
+
+
+def check_batch(model, x) -> None:
+    """A clear error when calibration inputs do not fit the model's input shape."""
+    expected = tuple(model.inputs[0].shape[1:])
+    got = tuple(np.shape(x)[1:])
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        raise ValueError(f"calibration inputs have shape {got} per example but the model expects {expected}")
+
+
+def num_batches(data, batch_size: int, max_examples: int | None) -> int | None:
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        card = int(data.cardinality())
+        return card if card > 0 else None
+    x = data[0] if isinstance(data, (tuple, list)) else data
+    n = len(x) if max_examples is None else min(len(x), max_examples)
+    return math.ceil(n / batch_size)
+
+
+def resolve_from_logits(model, x, from_logits: bool | None) -> bool:
+    return detect_from_logits(model, np.asarray(x)) if from_logits is None else bool(from_logits)
+
+
+def progress_bar(target: int | None, enabled: bool, label: str):
+    if not enabled:
+        return None
+    print(label)
+    return keras.utils.Progbar(target, unit_name="batch")
+
+
+__all__ = ["ScoreTable", "check_batch", "input_rank", "iterate_batches", "num_batches", "prepare",
+           "progress_bar", "resolve_from_logits"]

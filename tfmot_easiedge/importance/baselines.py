@@ -1,0 +1,125 @@
+"""Baseline criteria behind the same interface as TBAA: filter norms, BN scale, first-order Taylor, random."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
+from tfmot_easiedge.importance._common import (ScoreTable, check_batch, input_rank, iterate_batches,
+                                               num_batches, prepare, progress_bar, resolve_from_logits)
+from tfmot_easiedge.importance._gating import log_probs
+
+
+def _analysis(model, analysis) -> ModelAnalysis:
+    analysis = analysis if analysis is not None else analyze(model)
+    if not analysis.prunable_groups:
+        raise ValueError(f"model {model.name!r} has no prunable channel group")
+    return analysis
+
+
+def _producer_kernel(layer) -> np.ndarray:
+    """The producer's kernel with the output-filter axis last."""
+    from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
+
+    if isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
+        return np.asarray(layer.pointwise_kernel.numpy())
+    kernel = np.asarray(layer.kernel.numpy())
+    if isinstance(layer, BaseConvTranspose):
+        kernel = np.moveaxis(kernel, -2, -1)
+    return kernel
+
+
+def _accumulate(analysis: ModelAnalysis, tensor_id: int, values: np.ndarray, table: dict) -> None:
+    """Adds per-position ``values`` of a tensor into the channels of the prunable groups they belong to."""
+    gids, chans = analysis.positions(tensor_id)
+    for pos, (gid, ch) in enumerate(zip(gids, chans.tolist())):
+        if gid in table:
+            table[gid][ch] += values[pos]
+
+
+def _norm(model, analysis, order: int) -> ScoreTable:
+    analysis = _analysis(model, analysis)
+    table = {gid: np.zeros(g.size) for gid, g in analysis.prunable_groups.items()}
+    for gid, g in analysis.prunable_groups.items():
+        for name in g.producers:
+            node = analysis.graph.node(name)
+            k = _producer_kernel(node.layer).reshape(-1, node.layer.get_config().get("filters")
+                                                     or node.layer.get_config().get("units"))
+            norms = np.abs(k).sum(0) if order == 1 else np.sqrt((k ** 2).sum(0))
+            _accumulate(analysis, node.outputs[0], norms, {gid: table[gid]})
+    return table
+
+
+def l1_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
+    """Sum over the group's producers of each filter's L1 norm (Li et al., 2017). ``data`` is unused."""
+    return _norm(model, analysis, 1)
+
+
+def l2_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
+    """Sum over the group's producers of each filter's L2 norm. ``data`` is unused."""
+    return _norm(model, analysis, 2)
+
+
+def bn_scale(model, data=None, *, analysis=None, **_) -> ScoreTable:
+    """|gamma| of the BatchNormalization layers on the group's channels (Liu et al., 2017, network slimming).
+
+    Groups without a BatchNormalization layer are left out of the table; ``select`` keeps them whole.
+    """
+    analysis = _analysis(model, analysis)
+    table = {gid: np.zeros(g.size) for gid, g in analysis.prunable_groups.items()}
+    has_bn: set[str] = set()
+    for node in analysis.graph.nodes:
+        if not isinstance(node.layer, keras.layers.BatchNormalization) or not node.layer.scale:
+            continue
+        gamma = np.abs(np.asarray(node.layer.gamma.numpy()))
+        gids, _ = analysis.positions(node.inputs[0])
+        has_bn.update(g for g in gids if g in table)
+        _accumulate(analysis, node.inputs[0], gamma, table)
+    return {gid: s for gid, s in table.items() if gid in has_bn}
+
+
+def random(model, data=None, *, analysis=None, seed: int = 0, **_) -> ScoreTable:
+    """Uniform random scores (a floor every criterion must beat)."""
+    analysis = _analysis(model, analysis)
+    rng = np.random.default_rng(seed)
+    return {gid: rng.random(g.size) for gid, g in analysis.prunable_groups.items()}
+
+
+def taylor_fo(model, data=None, *, analysis=None, from_logits: bool | None = None, batch_size: int = 64,
+              max_examples: int | None = None, progress: bool = True, **_) -> ScoreTable:
+    """First-order Taylor (Molchanov et al., 2017): ``mean_n |∂L(x_n, y_n)/∂g_k|``, L the cross-entropy.
+
+    ``∂L/∂g_k = Σ_spatial a·∂L/∂a`` is the first-order change of the loss when the channel is removed.
+    Labels come from ``data`` when it has them, else from the model's own predictions. No per-layer
+    normalisation is applied (the ranking is global, like the other criteria).
+    """
+    import tensorflow as tf
+
+    analysis, gm = prepare(model, analysis)
+    width = gm.width
+
+    def _step(x, y, logits_flag):
+        gates = tf.ones([tf.shape(x)[0], width])
+        with tf.GradientTape() as tape:
+            tape.watch(gates)
+            logp = log_probs(gm(x, gates), logits_flag)
+            if y is None:
+                y = tf.argmax(logp, axis=-1)
+            nll = -tf.reduce_sum(logp * tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), tf.shape(logp)[-1]))
+        return tf.reduce_sum(tf.abs(tape.gradient(nll, gates)), axis=0)
+
+    step_fn = tf.function(_step, reduce_retracing=True)
+    total = np.zeros(width)
+    seen = 0
+    bar = progress_bar(num_batches(data, batch_size, max_examples), progress, "first-order Taylor scoring")
+    logits_flag = None
+    for i, (x, y) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model))):
+        check_batch(model, x)
+        if logits_flag is None:
+            logits_flag = resolve_from_logits(model, x, from_logits)
+        x = tf.cast(x, model.inputs[0].dtype)
+        total += step_fn(x, y, logits_flag).numpy()
+        seen += int(x.shape[0])
+        if bar is not None:
+            bar.update(i + 1)
+    return gm.split(total / seen)

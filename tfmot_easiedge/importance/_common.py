@@ -38,11 +38,13 @@ def check_batch(model, x) -> None:
 
 
 def num_batches(data, batch_size: int, max_examples: int | None) -> int | None:
+    """Number of batches for the progress bar (None when unknown); a clear error for missing data."""
     import tensorflow as tf
 
+    if data is None:
+        raise ValueError("this importance criterion needs calibration data (arrays or a tf.data.Dataset)")
     if isinstance(data, tf.data.Dataset):
-        card = int(data.cardinality())
-        return card if card > 0 else None
+        return None
     x = data[0] if isinstance(data, (tuple, list)) else data
     n = len(x) if max_examples is None else min(len(x), max_examples)
     return math.ceil(n / batch_size)

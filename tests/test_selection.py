@@ -1,0 +1,82 @@
+"""Global selection under filter and MAC budgets."""
+import keras
+import numpy as np
+import pytest
+
+import tfmot_easiedge as te
+from tfmot_easiedge import importance as imp
+from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    m = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    return m, te.analyze(m)
+
+
+def test_filter_budget_global_count(mobilenet):
+    m, a = mobilenet
+    total = sum(g.size for g in a.prunable_groups.values())
+    plan = select(a, imp.l1_norm(m, analysis=a), FilterBudget(0.5))
+    assert plan.removed_channels() == int(0.5 * total)
+    assert all(len(k) >= 1 for k in plan.kept.values())
+
+
+def test_global_selection_removes_lowest_scores(mobilenet):
+    m, a = mobilenet
+    scores = imp.random(m, analysis=a, seed=0)
+    plan = select(a, scores, FilterBudget(0.3))
+    kept_scores = np.concatenate([scores[g][plan.kept[g]] for g in plan.kept])
+    removed = np.concatenate([np.delete(scores[g], plan.kept[g]) for g in plan.kept])
+    # every removed channel scores below every kept one, except where min_channels forced a keep
+    assert removed.max() <= np.sort(kept_scores)[sum(1 for g in plan.kept if len(plan.kept[g]) == 1)]
+
+
+def test_uniform_mode_prunes_each_group_by_the_ratio(mobilenet):
+    m, a = mobilenet
+    plan = select(a, imp.l1_norm(m, analysis=a), FilterBudget(0.5), mode="uniform")
+    for gid, kept in plan.kept.items():
+        size = a.groups[gid].size
+        assert abs((size - len(kept)) - 0.5 * size) <= 1
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.75])
+def test_macs_budget_met_within_one_percent(mobilenet, ratio):
+    m, a = mobilenet
+    plan = select(a, imp.l1_norm(m, analysis=a), MacsBudget(ratio))
+    small = te.slim(m, plan, analysis=a)
+    achieved = 1 - te.count_macs(small) / te.count_macs(m)
+    assert ratio <= achieved <= ratio + 0.01
+
+
+def test_round_to_and_protect(mobilenet):
+    m, a = mobilenet
+    scores = imp.l1_norm(m, analysis=a)
+    plan = select(a, scores, FilterBudget(0.5), round_to=8, protect=["Conv1"])
+    assert "Conv1" not in plan.kept
+    for gid, kept in plan.kept.items():
+        assert len(kept) % 8 == 0 or len(kept) == a.groups[gid].size
+
+
+def test_impossible_budgets(mobilenet):
+    m, a = mobilenet
+    scores = imp.l1_norm(m, analysis=a)
+    with pytest.raises(ValueError, match="ratio"):
+        FilterBudget(1.0)
+    with pytest.raises(ValueError, match="min_channels"):
+        select(a, scores, FilterBudget(0.9), min_channels=10_000)
+    with pytest.raises(ValueError, match="nothing to prune"):
+        select(a, scores, FilterBudget(0.5), protect=list(a.prunable_groups))
+    with pytest.raises(ValueError, match="shape"):
+        select(a, {"Conv1": np.zeros(3)}, FilterBudget(0.1))
+    with pytest.raises(ValueError, match="does not parse"):
+        parse_budget("flops=0.5")
+    x = keras.Input((8, 8, 3))
+    tiny = keras.Model(x, keras.layers.Conv2D(2, 3)(x))
+    with pytest.raises(ValueError, match="no prunable"):
+        imp.l1_norm(tiny)
+
+
+def test_parse_budget():
+    assert parse_budget("filters:0.8") == FilterBudget(0.8)
+    assert parse_budget("macs:0.5") == MacsBudget(0.5)

@@ -149,7 +149,7 @@ class ModelGraph:
 
 def _accepted(layer, kwargs: dict) -> dict:
     """The subset of ``kwargs`` that ``layer.call`` accepts."""
-    params = getattr(layer, "_call_signature_parameters", None)
+    params = getattr(layer, "call_signature_parameters", None)
     if params is None:
         return {}
     return {k: v for k, v in kwargs.items() if k in params}

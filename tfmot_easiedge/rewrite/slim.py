@@ -105,11 +105,23 @@ def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, 
 
 
 def _from_config(layer, config: dict):
+    # Weights are overwritten right after the build, so build with cheap "zeros" initialisers (random
+    # initialisation dominated the rebuild time of large models) and put the user's back afterwards.
+    originals = {k: v for k, v in config.items() if k.endswith("_initializer") and v is not None}
+    fast = {**config, **{k: "zeros" for k in originals}}
     try:
-        return type(layer).from_config(config)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise ValueError(f"cannot rebuild layer {layer.name!r} ({type(layer).__name__}) from its config: {e}. "
-                         "A custom layer needs a complete get_config().") from e
+        new = type(layer).from_config(fast)
+    except Exception:  # noqa: BLE001 - a custom layer may reject it: fall back to its own config
+        originals = {}
+        try:
+            new = type(layer).from_config(config)
+        except Exception as e:  # noqa: BLE001 - re-raised with context
+            raise ValueError(f"cannot rebuild layer {layer.name!r} ({type(layer).__name__}) from its config: "
+                             f"{e}. A custom layer needs a complete get_config().") from e
+    for key, value in originals.items():
+        if hasattr(new, key):
+            setattr(new, key, keras.initializers.get(value))
+    return new
 
 
 def _set_weights(layer, weights: list[np.ndarray], name: str) -> None:

@@ -10,7 +10,8 @@ from tfmot_easiedge.metrics import count_macs, count_params, layer_macs
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.rewrite import masked_copy, slim
 from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
-from tfmot_easiedge import importance  # noqa: E402  (a subpackage, exposed as tfmot_easiedge.importance)
+from tfmot_easiedge import export, importance  # noqa: E402  (subpackages, exposed by name)
+from tfmot_easiedge.metrics.latency import LatencyResult, measure_latency
 
-__all__ = ["FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
+__all__ = ["LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
            "analyze", "count_macs", "count_params", "layer_macs", "masked_copy", "register_rule", "slim"]

@@ -134,12 +134,13 @@ class PruningPlan:
             raise ValueError("corrupt pruning plan: 'groups' must be an object")
         kept, sizes = {}, {}
         for gid, g in groups.items():
-            try:
-                sizes[gid] = int(g["size"])
-                kept[gid] = [int(i) for i in g["kept"]]
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"corrupt pruning plan: group {gid!r} needs integer 'size' and a list "
-                                 f"'kept' ({e})") from None
+            ok = (isinstance(g, Mapping) and _is_int(g.get("size")) and isinstance(g.get("kept"), list)
+                  and all(_is_int(i) for i in g["kept"]))
+            if not ok:
+                raise ValueError(f"corrupt pruning plan: group {gid!r} needs integer 'size' and a list 'kept' "
+                                 "of integer indices")
+            sizes[gid] = int(g["size"])
+            kept[gid] = [int(i) for i in g["kept"]]
         return cls(kept, sizes, str(data.get("model_name", "")), data.get("budget"),
                    dict(data.get("metadata") or {}))
 
@@ -151,3 +152,7 @@ class PruningPlan:
         except json.JSONDecodeError as e:
             raise ValueError(f"corrupt pruning plan JSON: {e}") from None
         return cls.from_dict(data)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -48,8 +48,9 @@ class ExportResult:
         max_abs_diff: largest ``|exported - keras|`` over all outputs and samples (None when not verified).
         max_rel_diff: ``max_abs_diff`` of each output divided by the largest ``|keras|`` of that output,
             maximised over outputs (None when not verified).
-        top1_agreement: share of samples whose arg-max of the first output matches Keras (None when not
-            verified or when that output has a single unit).
+        top1_agreement: share of samples whose arg-max of the first output matches Keras, a tie among
+            ``k`` maxima of the export counting ``1/k`` (see :func:`top1_agreement`); None when not
+            verified or when that output has a single unit.
         n_samples: how many samples the verification ran (0 when not verified).
         runtime: the runtime that ran the file, with its version, e.g. ``"onnxruntime 1.18.0"``.
         seconds: wall time of conversion plus verification.
@@ -375,6 +376,27 @@ def keras_outputs(model, inputs: list[np.ndarray], chunk: int = 64) -> list[np.n
     return run_in_chunks(run, inputs, chunk)
 
 
+def top1_agreement(reference: np.ndarray, got: np.ndarray) -> float | None:
+    """Share of samples whose arg-max over the last axis agrees, with ties in ``got`` splitting the credit.
+
+    A quantized output can tie exactly (two int8 logits one step apart in float round to the same
+    value); ``np.argmax`` would then pick the lower class index, an accident of class order. A sample
+    whose reference top-1 is one of ``k`` tied maxima counts ``1/k``: the agreement expected when ties
+    are broken at random. None when the output is not a score vector (a single unit or a scalar).
+
+    Example:
+        >>> top1_agreement(np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.5, 0.5], [2.0, 1.0]]))
+        0.75
+    """
+    if reference.ndim < 2 or reference.shape[-1] < 2:
+        return None
+    ref = reference.reshape(-1, reference.shape[-1])
+    out = np.asarray(got).reshape(-1, reference.shape[-1])
+    is_max = out == out.max(axis=-1, keepdims=True)
+    credit = is_max[np.arange(len(ref)), np.argmax(ref, -1)] / is_max.sum(-1)
+    return float(np.mean(credit))
+
+
 def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray]) -> dict[str, Any]:
     """Max abs diff, max diff relative to each output's max ``|reference|``, and top-1 agreement.
 
@@ -395,11 +417,8 @@ def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray]) -> dict[
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         max_abs = max(max_abs, diff)
         max_rel = max(max_rel, diff / max(scale, np.finfo(np.float32).tiny))
-    top1 = None
-    first_ref, first_out = reference[0], got[0]
-    if first_ref.ndim >= 2 and first_ref.shape[-1] > 1:
-        top1 = float(np.mean(np.argmax(first_ref, -1) == np.argmax(first_out, -1)))
-    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "top1_agreement": top1,
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel,
+            "top1_agreement": top1_agreement(reference[0], got[0]),
             "n_samples": int(reference[0].shape[0]) if reference[0].ndim else 1}
 
 

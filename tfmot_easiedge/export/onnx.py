@@ -31,6 +31,11 @@ def _check_opset(opset) -> int:
 def write_onnx(model, path: str | os.PathLike, opset: int) -> None:
     """Converts with ``model.export(format="onnx")``, which patches tf2onnx for NumPy 2 before using it."""
     _common.import_optional("tf2onnx", "onnx", _PURPOSE)
+    if not getattr(model, "_called", True):
+        # Keras refuses to export a model never called ("The model provided has never called"), even a
+        # functional one whose inputs are known; one forward pass on a random sample sets the flag.
+        sample = _common.random_inputs(_common.input_specs(model), 1)
+        model(sample[0] if len(sample) == 1 else sample, training=False)
     with warnings.catch_warnings():
         # Keras's tf2onnx patch defines np.object for NumPy 2 and NumPy warns about it.
         warnings.simplefilter("ignore", FutureWarning)

@@ -261,8 +261,11 @@ def _profile(builder, network, shapes: dict[str, tuple], batches: tuple[int, int
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        inner = tuple(shapes[tensor.name][1:])
-        lo, opt, hi = ((b, *inner) for b in batches)
+        if tensor.shape[0] > 0:  # a fixed batch in the ONNX model: nothing to choose
+            lo = opt = hi = tuple(tensor.shape)
+        else:
+            inner = tuple(shapes[tensor.name][1:])
+            lo, opt, hi = ((b, *inner) for b in batches)
         profile.set_shape(tensor.name, lo, opt, hi)
     return profile
 
@@ -370,13 +373,14 @@ def _onnx_io_names(onnx_path: str) -> tuple[list[str], list[str]]:
 
 def _export_via_onnx(model, tmp: Path, specs, *, precision, opset, calibration, inputs, max_batch_size,
                      opt_batch_size, workspace_bytes):
-    from tfmot_easiedge.export.onnx import DEFAULT_OPSET, write_onnx
+    from tfmot_easiedge.export.onnx import _check_opset, write_onnx
 
     _common.import_optional("tf2onnx", "tensorrt", _PURPOSE)
+    opset = _check_opset(opset)
     shapes = {}
     with tempfile.TemporaryDirectory(prefix="easiedge-trt-") as workdir:
         onnx_path = os.path.join(workdir, "model.onnx")
-        write_onnx(model, onnx_path, opset or DEFAULT_OPSET)
+        write_onnx(model, onnx_path, opset)
         onnx_inputs, onnx_outputs = _onnx_io_names(onnx_path)
         names = onnx_inputs if len(specs) == 1 else [s.name for s in specs]
         examples = inputs or calibration or _common.random_inputs(specs, 1)
@@ -475,7 +479,8 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
     specs = _common.input_specs(model)
     final = _common.check_target(path, overwrite)
     calibration = _common.as_input_arrays(representative_data, specs) if precision == "int8" else None
-    inputs = _common.verification_inputs(specs, sample_inputs, representative_data) if verify else None
+    inputs = (_common.verification_inputs(specs, sample_inputs, calibration or representative_data)
+              if verify else None)
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE.get(precision)
     metrics = None

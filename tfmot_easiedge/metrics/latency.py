@@ -98,12 +98,19 @@ def _batch(specs, input_data, batch_size: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(a[index]) for a in arrays]
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (TensorFlow's default pool size)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _keras_step(model, threads: int, batch_size: int, input_data) -> tuple[Callable[[], object], int]:
     import tensorflow as tf
 
     # TensorFlow's thread pools are process-wide and fixed once TF has started; report what is in force.
     configured = tf.config.threading.get_intra_op_parallelism_threads()
-    effective = configured or os.cpu_count() or 1
+    effective = configured or _cpu_count()
     if effective != threads:
         warnings.warn(f"threads={threads} cannot be applied to Keras: TensorFlow's intra-op pool is process-wide "
                       f"and fixed once TF has started (now {effective}); measuring with {effective}. Call "

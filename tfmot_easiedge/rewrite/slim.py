@@ -34,7 +34,7 @@ def slim(model: keras.Model, plan: PruningPlan, *, analysis: ModelAnalysis | Non
         layer = node.layer
         cut = any(k is not None and not k.all() for k in [*in_keep, *out_keep])
         if rule is None or not cut or not isinstance(layer, keras.layers.Layer):
-            return _clone_config(layer), _copy_weights(layer)
+            return _clone_config_or_reuse(layer), _copy_weights(layer)
         return rule.slim(layer, in_keep, out_keep)
 
     return _rebuild(model, analysis, plan, make, suffix="_slim")
@@ -53,13 +53,21 @@ def masked_copy(model: keras.Model, plan: PruningPlan, *, analysis: ModelAnalysi
         layer = node.layer
         if rule is not None and rule.consumes_inputs and any(k is not None and not k.all() for k in in_keep):
             return _clone_config(layer), rule.mask_inputs(layer, in_keep)
-        return _clone_config(layer), _copy_weights(layer)
+        return _clone_config_or_reuse(layer), _copy_weights(layer)
 
     return _rebuild(model, analysis, plan, make, suffix="_masked")
 
 
 def _clone_config(layer) -> dict | None:
     return layer.get_config() if isinstance(layer, keras.layers.Layer) else None
+
+
+def _clone_config_or_reuse(layer) -> dict | None:
+    """Config to rebuild the layer from, or None to reuse it: a weightless Lambda holds Python code that
+    Keras will not deserialise in safe mode, and sharing a stateless layer is harmless."""
+    if isinstance(layer, keras.layers.Lambda) and not layer.weights:
+        return None
+    return _clone_config(layer)
 
 
 def _copy_weights(layer) -> list[np.ndarray]:

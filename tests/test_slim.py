@@ -242,9 +242,6 @@ def test_softmax_activation_group_is_approximate_or_exact(use_layer_activation):
     assert rel_err(predict(small, x), predict(masked, x)) <= TOL
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: Normalization(mean=..., variance=...) keeps its statistics "
-                                       "in its config, which PerChannelRule.slim does not slice; the slim "
-                                       "model fails with a broadcast error")
 def test_normalization_with_constant_statistics_is_sliced():
     x = keras.Input((8, 8, 3))
     h = L.Conv2D(8, 3, padding="same", name="c")(x)

@@ -132,7 +132,12 @@ class PerChannelRule(PassThroughRule):
             if keep is not None and w.ndim >= 1 and w.shape[-1] == keep.shape[0] and v.dtype.startswith("float"):
                 w = _take(w, keep, -1)
             weights.append(w)
-        return layer.get_config(), weights
+        config = layer.get_config()
+        for key in ("mean", "variance"):  # Normalization given constant statistics keeps them in its config
+            val = config.get(key)
+            if val is not None and keep is not None and np.shape(val) and np.shape(val)[-1] == keep.shape[0]:
+                config[key] = _take(np.asarray(val), keep, -1).tolist()
+        return config, weights
 
 
 class BatchNormRule(PerChannelRule):

@@ -56,7 +56,7 @@ def load_split(split: str, limit: int | None = None) -> tuple[np.ndarray, np.nda
     """Returns CIFAR-10 ``(x uint8 [N, 32, 32, 3], y int64 [N])`` from the shared TFRecords (no download).
 
     Example:
-        >>> x, y = load_split("test", limit=4)  # doctest: +SKIP
+        >>> x, y = load_split("test", limit=4)
         >>> x.dtype, y.shape
         (dtype('uint8'), (4,))
     """
@@ -190,6 +190,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -310,7 +313,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
 
     Example:
         >>> model, result = train(TrainConfig(model="tiny_cnn", epochs=1, train_limit=256))  # doctest: +SKIP
-        >>> 0.0 <= result["test_accuracy"] <= 1.0
+        >>> 0.0 <= result["test_accuracy"] <= 1.0  # doctest: +SKIP
         True
     """
     import keras

@@ -54,6 +54,27 @@ def resolve_from_logits(model, x, from_logits: bool | None) -> bool:
     return detect_from_logits(model, np.asarray(x)) if from_logits is None else bool(from_logits)
 
 
+def calibration_batches(model, data, *, batch_size: int, max_examples: int | None,
+                        from_logits: bool | None, progress: bool, label: str):
+    """Yields ``(index, x, y, from_logits)`` per calibration batch, checked and cast to the model's input dtype.
+
+    One place for what every data-driven criterion does per batch: shape check, logits detection on the
+    first batch, dtype cast and a per-batch progress bar (``progress=False`` for callers with their own).
+    """
+    import tensorflow as tf
+
+    target = num_batches(data, batch_size, max_examples)
+    bar = progress_bar(target, progress, label)
+    logits_flag = None
+    for i, (x, y) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model))):
+        check_batch(model, x)
+        if logits_flag is None:
+            logits_flag = resolve_from_logits(model, x, from_logits)
+        yield i, tf.cast(x, model.inputs[0].dtype), y, logits_flag
+        if bar is not None:
+            bar.update(i + 1)
+
+
 def progress_bar(target: int | None, enabled: bool, label: str):
     if not enabled:
         return None
@@ -61,5 +82,5 @@ def progress_bar(target: int | None, enabled: bool, label: str):
     return keras.utils.Progbar(target, unit_name="batch")
 
 
-__all__ = ["ScoreTable", "check_batch", "input_rank", "iterate_batches", "num_batches", "prepare",
+__all__ = ["ScoreTable", "calibration_batches", "check_batch", "input_rank", "iterate_batches", "num_batches", "prepare",
            "progress_bar", "resolve_from_logits"]

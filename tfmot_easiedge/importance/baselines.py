@@ -5,8 +5,7 @@ import keras
 import numpy as np
 
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
-from tfmot_easiedge.importance._common import (ScoreTable, check_batch, input_rank, iterate_batches,
-                                               num_batches, prepare, progress_bar, resolve_from_logits)
+from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, prepare
 from tfmot_easiedge.importance._gating import log_probs
 
 
@@ -111,15 +110,9 @@ def taylor_fo(model, data=None, *, analysis=None, from_logits: bool | None = Non
     step_fn = tf.function(_step, reduce_retracing=True)
     total = np.zeros(width)
     seen = 0
-    bar = progress_bar(num_batches(data, batch_size, max_examples), progress, "first-order Taylor scoring")
-    logits_flag = None
-    for i, (x, y) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model))):
-        check_batch(model, x)
-        if logits_flag is None:
-            logits_flag = resolve_from_logits(model, x, from_logits)
-        x = tf.cast(x, model.inputs[0].dtype)
+    for _, x, y, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
+                                                    from_logits=from_logits, progress=progress,
+                                                    label="first-order Taylor scoring"):
         total += step_fn(x, y, logits_flag).numpy()
         seen += int(x.shape[0])
-        if bar is not None:
-            bar.update(i + 1)
     return gm.split(total / seen)

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from tfmot_easiedge.importance._common import (ScoreTable, check_batch, input_rank, iterate_batches,
-                                               num_batches, prepare, progress_bar, resolve_from_logits)
+from tfmot_easiedge.importance._common import (ScoreTable, calibration_batches, num_batches, prepare,
+                                               progress_bar)
 from tfmot_easiedge.importance._gating import log_probs
 
 
@@ -53,12 +53,8 @@ def exact_ig(model, data=None, *, analysis=None, from_logits: bool | None = None
     nb = num_batches(data, batch_size, max_examples)
     bar = progress_bar(None if nb is None else nb * n_chunks, progress, "exact IG (ablation)")
     done = 0
-    logits_flag = None
-    for x, _ in iterate_batches(data, batch_size, max_examples, input_rank(model)):
-        check_batch(model, x)
-        if logits_flag is None:
-            logits_flag = resolve_from_logits(model, x, from_logits)
-        x = tf.cast(x, model.inputs[0].dtype)
+    for _, x, _, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
+                                                    from_logits=from_logits, progress=False, label=""):
         logp0 = logp_fn(x, logits_flag)
         for c in range(n_chunks):
             start = c * chunk

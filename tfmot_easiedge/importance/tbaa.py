@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_easiedge.importance._common import (ScoreTable, check_batch, input_rank, iterate_batches,
-                                               num_batches, prepare, progress_bar, resolve_from_logits)
+from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, prepare
 from tfmot_easiedge.importance._gating import log_probs
 
 VARIANTS = ("expected", "sampled", "argmax")
@@ -95,15 +94,9 @@ def tbaa(model, data=None, *, analysis=None, variant: str = "auto", from_logits:
     step_fn = tf.function(_grad_sq, reduce_retracing=True)
     total = np.zeros(width, dtype=np.float64)
     seen = 0
-    bar = progress_bar(num_batches(data, batch_size, max_examples), progress, f"TBAA ({variant}) scoring")
-    logits_flag = None
-    for i, (x, _) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model))):
-        check_batch(model, x)
-        if logits_flag is None:
-            logits_flag = resolve_from_logits(model, x, from_logits)
-        x = tf.cast(x, model.inputs[0].dtype)
+    for i, x, _, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
+                                                    from_logits=from_logits, progress=progress,
+                                                    label=f"TBAA ({variant}) scoring"):
         total += step_fn(x, logits_flag, tf.constant(i, tf.int32)).numpy()
         seen += int(x.shape[0])
-        if bar is not None:
-            bar.update(i + 1)
     return gm.split(0.5 * total / seen)

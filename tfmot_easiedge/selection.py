@@ -73,6 +73,7 @@ class MacsModel:
         graph = analysis.graph
         self.group_ids = list(analysis.groups)
         gindex = {g: i for i, g in enumerate(self.group_ids)}
+        self._sizes = np.array([analysis.groups[g].size for g in self.group_ids], dtype=float)
         rows = []
         for node in graph.nodes:
             a, b = macs_coefficients(node, graph)
@@ -95,8 +96,7 @@ class MacsModel:
         gids, _ = pos
         for g in gids:
             w[gindex[g]] += 1.0
-        sizes = np.array([self.analysis.groups[g].size for g in self.group_ids], dtype=float)
-        return w / sizes  # positions contributed per channel
+        return w / self._sizes  # positions contributed per channel
 
     def macs(self, kept: np.ndarray) -> float:
         """Total MACs with ``kept[i]`` channels kept in group ``group_ids[i]``."""

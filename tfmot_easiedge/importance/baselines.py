@@ -42,8 +42,8 @@ def _norm(model, analysis, order: int) -> ScoreTable:
     for gid, g in analysis.prunable_groups.items():
         for name in g.producers:
             node = analysis.graph.node(name)
-            k = _producer_kernel(node.layer).reshape(-1, node.layer.get_config().get("filters")
-                                                     or node.layer.get_config().get("units"))
+            k = _producer_kernel(node.layer)
+            k = k.reshape(-1, k.shape[-1])
             norms = np.abs(k).sum(0) if order == 1 else np.sqrt((k ** 2).sum(0))
             _accumulate(analysis, node.outputs[0], norms, {gid: table[gid]})
     return table

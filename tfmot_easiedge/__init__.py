@@ -12,6 +12,9 @@ from tfmot_easiedge.rewrite import masked_copy, slim
 from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
 from tfmot_easiedge import export, importance  # noqa: E402  (subpackages, exposed by name)
 from tfmot_easiedge.metrics.latency import LatencyResult, measure_latency
+from tfmot_easiedge.admm import (ADMMUpdate, EasiEdge, EasiEdgeResult, MaskedFineTune, hard_prune, prune_filters,
+                                 strip_pruning)
 
-__all__ = ["LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
+__all__ = ["ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
+           "strip_pruning", "LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
            "analyze", "count_macs", "count_params", "layer_macs", "masked_copy", "register_rule", "slim"]

@@ -64,6 +64,17 @@ class ChannelRule:
         """The layer's weights with the input weights of removed channels set to zero."""
         return [np.asarray(w) for w in layer.get_weights()]
 
+    def weight_masks(self, layer, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+                     ) -> dict[str, np.ndarray]:
+        """Which entries of each weight belong to kept channels (ADMM's projection and masked fine-tuning).
+
+        Returns ``{weight name: boolean mask}`` (the name is the last part of the variable's path, e.g.
+        ``"kernel"``), each mask broadcastable to the weight's shape and False where the entry reads or
+        writes a removed channel; weights that no channel touches are left out. Only trainable weights
+        matter: statistics such as BatchNorm's moving mean are never penalised.
+        """
+        return {}
+
 
 # ----------------------------------------------------------------------------- helpers
 def _channels_last(layer) -> None:
@@ -74,6 +85,17 @@ def _channels_last(layer) -> None:
 
 def _take(w: np.ndarray, keep: np.ndarray, axis: int) -> np.ndarray:
     return np.take(w, np.flatnonzero(keep), axis=axis)
+
+
+def _axis_mask(keep: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """``keep`` shaped to broadcast along ``axis`` of an ``ndim``-dimensional weight."""
+    shape = [1] * ndim
+    shape[axis] = keep.shape[0]
+    return keep.reshape(shape)
+
+
+def _all(mask: np.ndarray | None, size: int) -> np.ndarray:
+    return np.ones(size, bool) if mask is None else np.asarray(mask, bool)
 
 
 def _weights_by_name(layer) -> dict[str, np.ndarray]:
@@ -139,6 +161,13 @@ class PerChannelRule(PassThroughRule):
                 config[key] = _take(np.asarray(val), keep, -1).tolist()
         return config, weights
 
+    def weight_masks(self, layer, in_keep, out_keep):
+        keep = in_keep[0]
+        if keep is None:
+            return {}
+        return {v.path.split("/")[-1]: _axis_mask(keep, -1, len(v.shape)) for v in layer.trainable_weights
+                if len(v.shape) >= 1 and v.shape[-1] == keep.shape[0]}
+
 
 class BatchNormRule(PerChannelRule):
     def propagate(self, node, ctx):
@@ -165,6 +194,12 @@ class LayerNormRule(PerChannelRule):
         if not any(a == -1 or a == len(layer.input.shape) - 1 for a in axes):
             return layer.get_config(), [np.asarray(w) for w in layer.get_weights()]
         return super().slim(layer, in_keep, out_keep)
+
+    def weight_masks(self, layer, in_keep, out_keep):
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        if not any(a == -1 or a == len(layer.input.shape) - 1 for a in axes):
+            return {}
+        return super().weight_masks(layer, in_keep, out_keep)
 
 
 class GroupNormRule(PerChannelRule):
@@ -355,6 +390,19 @@ class ConvRule(ChannelRule):
         w["kernel"] = kernel
         return _ordered(layer, w)
 
+    def weight_masks(self, layer, in_keep, out_keep):
+        ndim = len(layer.kernel.shape)
+        in_ax, out_ax = self._axes(layer)
+        keep_in = _all(in_keep[0], layer.kernel.shape[in_ax] * getattr(layer, "groups", 1))
+        keep_out = _all(out_keep[0], layer.filters)
+        if self._depthwise_like(layer, keep_in.shape[0]):
+            masks = {"kernel": _axis_mask(keep_out, out_ax, ndim)}
+        else:
+            masks = {"kernel": _axis_mask(keep_in, in_ax, ndim) & _axis_mask(keep_out, out_ax, ndim)}
+        if getattr(layer, "use_bias", False):
+            masks["bias"] = keep_out
+        return masks
+
 
 class DenseRule(ChannelRule):
     """Dense on the last axis of a tensor of any rank: kernel (in, units)."""
@@ -382,6 +430,14 @@ class DenseRule(ChannelRule):
         w["kernel"] = w["kernel"] * in_keep[0][:, None]
         return _ordered(layer, w)
 
+    def weight_masks(self, layer, in_keep, out_keep):
+        n_in, n_out = layer.kernel.shape
+        keep_out = _all(out_keep[0], n_out)
+        masks = {"kernel": _all(in_keep[0], n_in)[:, None] & keep_out[None, :]}
+        if layer.use_bias:
+            masks["bias"] = keep_out
+        return masks
+
 
 class DepthwiseRule(ChannelRule):
     """DepthwiseConv1D/2D: output channel ``c·m + j`` is input channel c (m the depth multiplier)."""
@@ -396,6 +452,13 @@ class DepthwiseRule(ChannelRule):
         if "bias" in w:
             w["bias"] = _take(w["bias"], out_keep[0], 0)
         return layer.get_config(), _ordered(layer, w)
+
+    def weight_masks(self, layer, in_keep, out_keep):
+        kernel = layer.kernel
+        masks = {"kernel": _axis_mask(_all(in_keep[0], kernel.shape[-2]), -2, len(kernel.shape))}
+        if layer.use_bias:
+            masks["bias"] = _all(out_keep[0], kernel.shape[-2] * kernel.shape[-1])
+        return masks
 
 
 class SeparableRule(ChannelRule):
@@ -426,6 +489,17 @@ class SeparableRule(ChannelRule):
         dk[..., ~in_keep[0], :] = 0.0
         w["depthwise_kernel"] = dk
         return _ordered(layer, w)
+
+    def weight_masks(self, layer, in_keep, out_keep):
+        dk, pk = layer.depthwise_kernel, layer.pointwise_kernel
+        keep_in = _all(in_keep[0], dk.shape[-2])
+        keep_out = _all(out_keep[0], layer.filters)
+        mid = np.repeat(keep_in, layer.depth_multiplier)
+        masks = {"depthwise_kernel": _axis_mask(keep_in, -2, len(dk.shape)),
+                 "pointwise_kernel": _axis_mask(mid, -2, len(pk.shape)) & _axis_mask(keep_out, -1, len(pk.shape))}
+        if layer.use_bias:
+            masks["bias"] = keep_out
+        return masks
 
 
 class LayerScaleRule(PerChannelRule):

@@ -6,7 +6,7 @@ output information; the baselines are in their own units.
 """
 from tfmot_easiedge.importance.baselines import bn_scale, l1_norm, l2_norm, random, taylor_fo
 from tfmot_easiedge.importance.exact_ig import exact_ig
-from tfmot_easiedge.importance.tbaa import tbaa
+from tfmot_easiedge.importance.tbaa import TBAAScorer, tbaa
 
 CRITERIA = {"tbaa": tbaa, "exact_ig": exact_ig, "l1": l1_norm, "l2": l2_norm, "bn_scale": bn_scale,
             "taylor_fo": taylor_fo, "random": random}
@@ -20,4 +20,4 @@ def get(name: str):
         raise ValueError(f"unknown importance criterion {name!r}; choose one of {sorted(CRITERIA)}") from None
 
 
-__all__ = ["CRITERIA", "bn_scale", "exact_ig", "get", "l1_norm", "l2_norm", "random", "taylor_fo", "tbaa"]
+__all__ = ["CRITERIA", "TBAAScorer", "bn_scale", "exact_ig", "get", "l1_norm", "l2_norm", "random", "taylor_fo", "tbaa"]

@@ -56,19 +56,44 @@ def tbaa(model, data=None, *, analysis=None, variant: str = "auto", from_logits:
         >>> s["c1"].shape
         (4,)
     """
-    import tensorflow as tf
+    return TBAAScorer(model, analysis=analysis, variant=variant)(
+        data, from_logits=from_logits, batch_size=batch_size, max_examples=max_examples, seed=seed,
+        progress=progress)
 
-    analysis, gm = prepare(model, analysis)
-    num_classes = int(model.outputs[0].shape[-1])
-    if variant == "auto":
-        variant = "expected" if num_classes <= EXPECTED_MAX_CLASSES else "sampled"
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS} or 'auto', got {variant!r}")
-    width = gm.width
-    seed_t = tf.constant([seed, 0], dtype=tf.int32)
 
-    def _grad_sq(x, logits_flag, step):
-        gates = tf.ones([tf.shape(x)[0], width], tf.float32)
+class TBAAScorer:
+    """TBAA with its compiled per-batch step kept between calls (ADMM re-scores every Z-step).
+
+    The step reads the model's variables, so scores follow weight updates without retracing.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> x = keras.Input((8, 8, 3))
+        >>> h = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(x)
+        >>> scorer = TBAAScorer(keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(h))))
+        >>> data = np.random.rand(16, 8, 8, 3).astype("float32")
+        >>> bool(np.allclose(scorer(data, progress=False)["c1"], scorer(data, progress=False)["c1"]))
+        True
+    """
+
+    def __init__(self, model, *, analysis=None, variant: str = "auto"):
+        import tensorflow as tf
+
+        self.model = model
+        self.analysis, self.gated = prepare(model, analysis)
+        self.num_classes = int(model.outputs[0].shape[-1])
+        if variant == "auto":
+            variant = "expected" if self.num_classes <= EXPECTED_MAX_CLASSES else "sampled"
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS} or 'auto', got {variant!r}")
+        self.variant = variant
+        self._step = tf.function(self._grad_sq, reduce_retracing=True)
+
+    def _grad_sq(self, x, logits_flag, seed):
+        import tensorflow as tf
+
+        gm, variant, num_classes = self.gated, self.variant, self.num_classes
+        gates = tf.ones([tf.shape(x)[0], gm.width], tf.float32)
         with tf.GradientTape(persistent=variant == "expected") as tape:
             tape.watch(gates)
             logp = log_probs(gm(x, gates), logits_flag)
@@ -76,7 +101,7 @@ def tbaa(model, data=None, *, analysis=None, variant: str = "auto", from_logits:
                 if variant == "argmax":
                     cls = tf.argmax(logp, axis=-1)
                 else:
-                    cls = tf.random.stateless_categorical(tf.stop_gradient(logp), 1, seed_t + [0, step])[:, 0]
+                    cls = tf.random.stateless_categorical(tf.stop_gradient(logp), 1, seed)[:, 0]
                 picked = tf.reduce_sum(logp * tf.one_hot(cls, num_classes), axis=-1)
             else:
                 per_class = [tf.reduce_sum(logp[:, c]) for c in range(num_classes)]
@@ -85,18 +110,23 @@ def tbaa(model, data=None, *, analysis=None, variant: str = "auto", from_logits:
             return tf.reduce_sum(tf.square(t), axis=0)
         # One backward pass per class (faster to trace and run on CPU than a pfor batch_jacobian).
         p = tf.exp(tf.stop_gradient(logp))
-        total = tf.zeros([width], tf.float32)
+        total = tf.zeros([gm.width], tf.float32)
         for c in range(num_classes):
             t = tape.gradient(per_class[c], gates)
             total += tf.reduce_sum(p[:, c:c + 1] * tf.square(t), axis=0)
         return total
 
-    step_fn = tf.function(_grad_sq, reduce_retracing=True)
-    total = np.zeros(width, dtype=np.float64)
-    seen = 0
-    for i, x, _, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
-                                                    from_logits=from_logits, progress=progress,
-                                                    label=f"TBAA ({variant}) scoring"):
-        total += step_fn(x, logits_flag, tf.constant(i, tf.int32)).numpy()
-        seen += int(x.shape[0])
-    return gm.split(0.5 * total / seen)
+    def __call__(self, data, *, from_logits: bool | None = None, batch_size: int = 64,
+                 max_examples: int | None = None, seed: int = 0, progress: bool = True) -> ScoreTable:
+        """Scores ``data`` (arguments as in :func:`tbaa`)."""
+        import tensorflow as tf
+
+        total = np.zeros(self.gated.width, dtype=np.float64)
+        seen = 0
+        for i, x, _, logits_flag in calibration_batches(self.model, data, batch_size=batch_size,
+                                                        max_examples=max_examples, from_logits=from_logits,
+                                                        progress=progress, label=f"TBAA ({self.variant}) scoring"):
+            step_seed = tf.constant([seed, i], dtype=tf.int32)
+            total += self._step(x, bool(logits_flag), step_seed).numpy()
+            seen += int(x.shape[0])
+        return self.gated.split(0.5 * total / seen)

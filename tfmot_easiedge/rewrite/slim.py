@@ -74,7 +74,10 @@ def _copy_weights(layer) -> list[np.ndarray]:
     return [np.array(w) for w in layer.get_weights()] if isinstance(layer, keras.layers.Layer) else []
 
 
-def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, suffix: str) -> keras.Model:
+def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, suffix: str,
+             wrap: Callable | None = None) -> keras.Model:
+    """Rebuilds ``model`` node by node: ``make`` gives each layer's new config and weights; ``wrap(node,
+    layer)`` may return a wrapper to call instead of the new layer (its weights still go to the layer)."""
     graph = analysis.graph
     kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
     masks: dict[int, np.ndarray | None] = {}
@@ -92,13 +95,15 @@ def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, 
             rule = analysis.rules[node.index]
             config, weights = make(node, rule, [mask(t) for t in node.inputs], [mask(t) for t in node.outputs])
             if config is None:  # a stateless Keras operation: reuse it
-                new_layers[key] = (node.layer, [])
+                new_layers[key] = (node.layer, node.layer, [])
             else:
-                new_layers[key] = (_from_config(node.layer, config), weights)
-        new, weights = new_layers[key]
+                new = _from_config(node.layer, config)
+                outer = wrap(node, new) if wrap is not None else None
+                new_layers[key] = (new, outer if outer is not None else new, weights)
+        new, outer, weights = new_layers[key]
 
         def call(*args, **kwargs):
-            out = new(*args, **kwargs)
+            out = outer(*args, **kwargs)
             if weights:
                 _set_weights(new, weights, node.name)
             return out

@@ -1,0 +1,104 @@
+"""The wrapped model seen through its wrappers: channel analysis, plan <-> masks, the plan read back."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.admm.wrapper import ADMMWrapper, find_wrappers
+from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
+from tfmot_easiedge.graph.model_graph import ModelGraph
+from tfmot_easiedge.plan import PruningPlan
+
+
+def unwrapped_view(model: keras.Model) -> keras.Model:
+    """A functional model calling the wrapped layers directly (weights shared with ``model``, no copy)."""
+    graph = ModelGraph.from_model(model)
+    inputs = [keras.Input(shape=graph.tensors[t].shape[1:], dtype=graph.tensors[t].dtype, name=name)
+              for t, name in zip(graph.input_ids, graph.input_names)]
+
+    def layer_fn(node):
+        return node.layer.layer if isinstance(node.layer, ADMMWrapper) else node.layer
+
+    outputs = graph.run(inputs, layer_fn=layer_fn)
+    name = model.name[:-len("_prunable")] if model.name.endswith("_prunable") else model.name
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                       name=name)
+
+
+def weight_masks(analysis: ModelAnalysis, node, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{weight name: boolean mask of the weight's full shape}`` of one node under ``kept``."""
+    rule = analysis.rules[node.index]
+    if rule is None:
+        return {}
+    in_keep = [analysis.keep_mask(t, kept) for t in node.inputs]
+    out_keep = [analysis.keep_mask(t, kept) for t in node.outputs]
+    shapes = {v.path.split("/")[-1]: tuple(v.shape) for v in node.layer.trainable_weights}
+    return {name: np.broadcast_to(m, shapes[name]).copy() for name, m in
+            rule.weight_masks(node.layer, in_keep, out_keep).items() if name in shapes}
+
+
+class PruningState:
+    """Everything the callbacks need about a model made by ``prune_filters``.
+
+    Attributes:
+        wrappers: the model's :class:`ADMMWrapper` layers.
+        view: the same model without wrappers (shared weights), which importance criteria score.
+        analysis: the view's channel analysis (group ids are the original model's).
+        nodes: the view's graph node of each wrapper's layer.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.wrappers = find_wrappers(model)
+        if not self.wrappers:
+            raise ValueError(f"model {model.name!r} has no ADMM wrappers: make it with "
+                             "tfmot_easiedge.prune_filters(model, budget) first")
+        self.view = unwrapped_view(model)
+        self.analysis = analyze(self.view)
+        by_layer = {id(n.layer): n for n in self.analysis.graph.nodes}
+        self.nodes = [by_layer[id(w.layer)] for w in self.wrappers]
+        self.settings = dict(self.wrappers[0].settings)
+
+    # ------------------------------------------------------------------ plan <-> wrapper state
+    def masks(self, plan: PruningPlan) -> list[list[np.ndarray]]:
+        """Per wrapper, the full-shape masks of its tracked weights under ``plan``."""
+        kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
+        out = []
+        for w, node in zip(self.wrappers, self.nodes):
+            m = weight_masks(self.analysis, node, kept)
+            out.append([m.get(name, np.ones(tuple(v.shape), bool)) for name, v in zip(w.tracked, w.targets)])
+        return out
+
+    def store_plan(self, plan: PruningPlan, masks: list[list[np.ndarray]] | None = None) -> None:
+        """Writes ``plan`` into the wrappers' mask and keep variables."""
+        masks = masks if masks is not None else self.masks(plan)
+        kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
+        for w, node, wm in zip(self.wrappers, self.nodes, masks):
+            for var, m in zip(w.mask, wm):
+                var.assign(m.astype("float32"))
+            w.in_keep.assign(_keep_vector(self.analysis, node.inputs[0], kept, w.in_keep.shape[0]))
+            w.out_keep.assign(_keep_vector(self.analysis, node.outputs[0], kept, w.out_keep.shape[0]))
+
+    def current_plan(self) -> PruningPlan:
+        """The plan stored in the wrappers (every channel kept before the first Z-step)."""
+        keep = {gid: np.ones(g.size, bool) for gid, g in self.analysis.prunable_groups.items()}
+        for w, node in zip(self.wrappers, self.nodes):
+            for tid, var in ((node.inputs[0], w.in_keep), (node.outputs[0], w.out_keep)):
+                pos = self.analysis.positions(tid)
+                if pos is None:
+                    continue
+                values = np.asarray(var.numpy()) > 0.5
+                for (gid, ch), k in zip(zip(*pos), values):
+                    if gid in keep and not k:
+                        keep[gid][ch] = False
+        sizes = {g: self.analysis.groups[g].size for g in keep}
+        return PruningPlan({g: np.flatnonzero(m).tolist() for g, m in keep.items()}, sizes,
+                           self.analysis.graph.model_name, self.settings.get("budget"),
+                           {"importance": self.settings.get("importance")})
+
+    def zsteps(self) -> int:
+        return int(self.wrappers[0].zsteps.numpy())
+
+
+def _keep_vector(analysis, tid, kept, size) -> np.ndarray:
+    m = analysis.keep_mask(tid, kept)
+    return np.ones(size, "float32") if m is None else m.astype("float32")

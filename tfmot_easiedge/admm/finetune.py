@@ -1,0 +1,62 @@
+"""``MaskedFineTune``: the hard prune after ADMM, then fine-tuning with the removed channels held at zero."""
+from __future__ import annotations
+
+import keras
+
+from tfmot_easiedge.admm._common import attach, detach
+from tfmot_easiedge.admm.prune import hard_prune
+from tfmot_easiedge.plan import PruningPlan
+
+
+class _MaskConstraint:
+    """``w ↦ mask · original(w)``: applied by the optimizer after every step."""
+
+    def __init__(self, mask, original):
+        self.mask, self.original = mask, original
+
+    def __call__(self, w):
+        if self.original is not None:
+            w = self.original(w)
+        return w * keras.ops.cast(self.mask.value, w.dtype)
+
+
+class MaskedFineTune(keras.callbacks.Callback):
+    """Fixes the final mask, zeroes the removed channels and keeps them at zero after every optimizer step.
+
+    Args:
+        plan: the plan to enforce; None takes the last ADMM Z-step's.
+        verbose: print what was fixed.
+
+    Attributes:
+        plan: the enforced plan (after ``on_train_begin``).
+    """
+
+    def __init__(self, plan: PruningPlan | None = None, verbose: int = 1):
+        super().__init__()
+        self.plan = plan
+        self.verbose = verbose
+        self._state = None
+        self._originals = []
+
+    def on_train_begin(self, logs=None):
+        self._state = attach(self.model, "finetune")
+        try:
+            self.plan = hard_prune(self.model, self.plan)
+        except Exception:
+            detach(self.model, self._state)
+            raise
+        self._originals = []
+        for w in self._state.wrappers:
+            w.rho.assign(0.0)
+            for target, mask in zip(w.targets, w.mask):
+                self._originals.append((target, target.constraint))
+                target.constraint = _MaskConstraint(mask, target.constraint)
+        if self.verbose:
+            total = sum(self.plan.group_sizes.values())
+            print(f"Masked fine-tune: {total - self.plan.removed_channels()}/{total} channels kept, the rest held at 0")
+
+    def on_train_end(self, logs=None):
+        for target, original in self._originals:
+            target.constraint = original
+        self._originals = []
+        detach(self.model, self._state)

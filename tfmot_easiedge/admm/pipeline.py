@@ -1,0 +1,225 @@
+"""``EasiEdge``: the whole method in one call: ADMM in ``fit``, hard prune, masked fine-tune, slim."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Iterable
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.admm._common import take_examples
+from tfmot_easiedge.admm.finetune import MaskedFineTune
+from tfmot_easiedge.admm.prune import DEFAULT_RHO, hard_prune, prune_filters, strip_pruning
+from tfmot_easiedge.admm.update import DEFAULT_RHO_GROWTH, DEFAULT_RHO_MAX, ADMMUpdate
+from tfmot_easiedge.importance._common import input_rank
+from tfmot_easiedge.importance._data import iterate_batches
+from tfmot_easiedge.metrics.counting import count_macs, count_params
+from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.selection import parse_budget
+
+
+@dataclasses.dataclass
+class EasiEdgeResult:
+    """What :meth:`EasiEdge.run` produced.
+
+    Attributes:
+        model: the slim model (removed channels physically gone).
+        plan: the applied :class:`PruningPlan`.
+        stages: one dict per stage (``baseline``, ``admm``, ``hard_prune``, ``finetune``, ``slim``) with
+            ``accuracy`` (None without validation data), ``macs`` and ``params`` of the model as deployed
+            at that stage (the removed channels count as gone from ``hard_prune`` on).
+        history: ``{"admm": History.history, "finetune": History.history}``.
+        timings: seconds: ``admm_fit``, ``zstep_total``, ``zstep_mean``, ``finetune_fit``, ``strip``, ``total``.
+        masked_model: the wrapped, fine-tuned model (same architecture as the input, channels at zero).
+        slim_max_abs_diff: max |slim − masked| output difference on calibration examples.
+        admm: the last ADMM numbers (primal/dual residual, channels kept, rho).
+    """
+
+    model: keras.Model
+    plan: PruningPlan
+    stages: list[dict[str, Any]]
+    history: dict[str, dict]
+    timings: dict[str, float]
+    masked_model: keras.Model
+    slim_max_abs_diff: float
+    admm: dict[str, float]
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """The stage called ``name``."""
+        for s in self.stages:
+            if s["stage"] == name:
+                return s
+        raise KeyError(name)
+
+
+class EasiEdge:
+    """Global filter pruning by ADMM with information-gain ranking, as one call.
+
+    Args:
+        budget: ``FilterBudget``/``MacsBudget`` or ``"filters:0.8"`` / ``"macs:0.5"``.
+        importance: criterion name ranking channels at every Z-step (``"tbaa"`` by default).
+        rho, rho_growth, rho_max, update_every: the ADMM schedule (see :class:`ADMMUpdate`). By default
+            (``update_every="auto"``, ``rho_growth=None``) there are ``zsteps_per_epoch`` Z-steps per epoch
+            and rho grows geometrically from ``rho`` to ``rho_max`` over the first two thirds of the ADMM
+            epochs and stays there, so that the removed weights are driven to zero whatever the number
+            of epochs.
+        zsteps_per_epoch: Z-steps per epoch with ``update_every="auto"`` (when the epoch length is known).
+        calibration_size: examples used for scoring.
+        protect, min_channels, round_to: as in :func:`tfmot_easiedge.select`.
+        seed: seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``) at the start of
+            ``run`` so that the same model, data and seed give the same plan; None leaves them alone.
+        verbose: 0 silent, 1 progress bars and a line per step, 2 also scoring bars.
+
+    Example:
+        >>> import numpy as np, keras, tfmot_easiedge as te
+        >>> from tfmot_easiedge.models import zoo
+        >>> m = zoo.tiny_cnn()
+        >>> m.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> x, y = np.random.rand(64, 32, 32, 3).astype("float32"), np.random.randint(0, 10, 64)
+        >>> r = te.EasiEdge("filters:0.5", importance="l1", verbose=0).run(m, (x, y), admm_epochs=1,
+        ...                                                                finetune_epochs=1)
+        >>> r.plan.removed_channels(), r.slim_max_abs_diff < 1e-4
+        (28, True)
+    """
+
+    def __init__(self, budget, *, importance: str = "tbaa", rho: float = DEFAULT_RHO,
+                 rho_growth: float | None = None, rho_max: float = DEFAULT_RHO_MAX,
+                 update_every="auto", calibration_size: int = 512, protect: Iterable[str] = (),
+                 min_channels: int = 1, round_to: int | None = None, seed: int | None = 0, verbose: int = 1,
+                 zsteps_per_epoch: int = 4):
+        self.budget = parse_budget(budget) if isinstance(budget, str) else budget
+        self.importance = importance
+        self.rho, self.rho_growth, self.rho_max = rho, rho_growth, rho_max
+        self.update_every = update_every
+        self.calibration_size = calibration_size
+        self.protect, self.min_channels, self.round_to = list(protect), min_channels, round_to
+        self.seed, self.verbose = seed, verbose
+        self.zsteps_per_epoch = int(zsteps_per_epoch)
+
+    def schedule(self, steps_per_epoch: int | None, admm_epochs: int) -> tuple[Any, float]:
+        """``(update_every, rho_growth)`` for a run of ``admm_epochs`` epochs of ``steps_per_epoch`` steps."""
+        update_every = self.update_every
+        if update_every == "auto":
+            update_every = (max(1, steps_per_epoch // self.zsteps_per_epoch) if steps_per_epoch else "epoch")
+        growth = self.rho_growth
+        if growth is None:
+            if update_every == "epoch":
+                n = admm_epochs
+            else:
+                n = (steps_per_epoch * admm_epochs) // update_every if steps_per_epoch else admm_epochs
+            # reach rho_max two thirds of the way, then hold it while the removed weights go to zero
+            growth = (self.rho_max / self.rho) ** (1.0 / max(1, (2 * n) // 3)) if self.rho_max > self.rho else 1.0
+        return update_every, float(growth)
+
+    def run(self, model: keras.Model, train_data, *, calibration_data=None, admm_epochs: int = 10,
+            finetune_epochs: int = 5, validation_data=None, callbacks=(), batch_size: int | None = None,
+            steps_per_epoch: int | None = None) -> EasiEdgeResult:
+        """Prunes ``model`` (compiled: its optimizer, loss and metrics are reused) and returns the result.
+
+        ``admm_epochs=0`` skips ADMM: one projection of the trained weights (one-shot pruning), then
+        the masked fine-tune. ``model`` is not modified.
+
+        Raises:
+            ValueError: an uncompiled model, negative epochs, data that does not fit the model, an
+                impossible budget.
+        """
+        if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+            raise ValueError("compile the model first (its optimizer, loss and metrics are used for pruning)")
+        if admm_epochs < 0 or finetune_epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got admm_epochs={admm_epochs}, finetune_epochs={finetune_epochs}")
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        t_start = time.perf_counter()
+        calibration_data = train_data if calibration_data is None else calibration_data
+        calib = take_examples(model, calibration_data, self.calibration_size)
+        calib_data = calib[0] if calib[1] is None else calib
+        fit_kwargs = {"validation_data": validation_data, "verbose": self.verbose, "batch_size": batch_size,
+                      "steps_per_epoch": steps_per_epoch}
+        fit_args = _fit_args(train_data)
+        base_macs, base_params = count_macs(model), count_params(model)
+        stages = [_stage("baseline", model, validation_data, base_macs, base_params)]
+
+        wrapped = prune_filters(model, self.budget, importance=self.importance, rho=self.rho, protect=self.protect,
+                                min_channels=self.min_channels, round_to=self.round_to)
+        wrapped.compile_from_config(model.get_compile_config())
+        update_every, growth = self.schedule(steps_per_epoch or _steps_per_epoch(train_data, batch_size), admm_epochs)
+        update = ADMMUpdate(calib_data, importance=self.importance, update_every=update_every,
+                            rho_growth=growth, rho_max=self.rho_max,
+                            calibration_size=self.calibration_size, seed=self.seed or 0, verbose=self.verbose)
+        history: dict[str, dict] = {}
+        t0 = time.perf_counter()
+        if admm_epochs > 0:
+            h = wrapped.fit(*fit_args, epochs=admm_epochs, callbacks=[update, *callbacks], **fit_kwargs)
+            history["admm"] = dict(h.history)
+        else:  # one-shot: a single projection of the trained weights
+            update.set_model(wrapped)
+            update.on_train_begin()
+            update.on_train_end()
+        t_admm = time.perf_counter() - t0
+        stages.append(_stage("admm", wrapped, validation_data, base_macs, base_params))
+
+        plan = hard_prune(wrapped)
+        small, _ = strip_pruning(wrapped)
+        slim_macs, slim_params = count_macs(small), count_params(small)
+        stages.append(_stage("hard_prune", wrapped, validation_data, slim_macs, slim_params))
+        t0 = time.perf_counter()
+        if finetune_epochs > 0:
+            h = wrapped.fit(*fit_args, initial_epoch=admm_epochs, epochs=admm_epochs + finetune_epochs,
+                            callbacks=[MaskedFineTune(plan, verbose=self.verbose), *callbacks], **fit_kwargs)
+            history["finetune"] = dict(h.history)
+        t_ft = time.perf_counter() - t0
+        stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params))
+
+        t0 = time.perf_counter()
+        small, plan = strip_pruning(wrapped)
+        t_strip = time.perf_counter() - t0
+        stages.append(_stage("slim", small, validation_data, slim_macs, slim_params))
+        x = calib[0][:64]
+        diff = float(np.abs(np.asarray(small.predict(x, verbose=0), np.float64)
+                            - np.asarray(wrapped.predict(x, verbose=0), np.float64)).max())
+        zs = update.zstep_seconds
+        timings = {"admm_fit": t_admm, "zstep_total": float(sum(zs)), "zstep_mean": float(np.mean(zs)) if zs else 0.0,
+                   "zsteps": len(zs), "finetune_fit": t_ft, "strip": t_strip,
+                   "total": time.perf_counter() - t_start}
+        return EasiEdgeResult(small, plan, stages, history, timings, wrapped, diff, dict(update.last))
+
+
+def _steps_per_epoch(train_data, batch_size: int | None) -> int | None:
+    """Training steps per epoch, None when the dataset's length is unknown."""
+    if isinstance(train_data, (tuple, list)):
+        return int(np.ceil(len(train_data[0]) / (batch_size or 32)))
+    try:
+        n = int(train_data.cardinality())
+    except (AttributeError, TypeError):
+        return None
+    return n if n > 0 else None
+
+
+def _fit_args(train_data) -> tuple:
+    """``fit``'s positional arguments for arrays ``(x, y)`` or a dataset."""
+    if isinstance(train_data, (tuple, list)):
+        if len(train_data) != 2:
+            raise ValueError("train_data must be (x, y) arrays or a tf.data.Dataset")
+        return tuple(train_data)
+    return (train_data,)
+
+
+def _stage(name: str, model, data, macs: int, params: int) -> dict[str, Any]:
+    return {"stage": name, "accuracy": None if data is None else top1_accuracy(model, data), "macs": int(macs),
+            "params": int(params)}
+
+
+def top1_accuracy(model, data, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on labelled ``data`` (``(x, y)`` arrays or a dataset of ``(x, y)``);
+    labels may be class indices or one-hot rows."""
+    correct = total = 0
+    for x, y in iterate_batches(data, batch_size, None, input_rank(model)):
+        if y is None:
+            raise ValueError("accuracy needs labelled data (x, y)")
+        pred = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+        y = np.asarray(y)
+        y = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
+        correct += int((pred == y).sum())
+        total += int(len(y))
+    return correct / total

@@ -1,0 +1,133 @@
+"""``prune_filters`` (wrap a model for ADMM), ``hard_prune`` and ``strip_pruning`` (back to a slim model)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import keras
+import numpy as np
+
+from tfmot_easiedge.admm._state import PruningState, weight_masks
+from tfmot_easiedge.admm.wrapper import ADMMWrapper
+from tfmot_easiedge.graph.analysis import analyze
+from tfmot_easiedge.importance import CRITERIA
+from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite.slim import _rebuild, _clone_config_or_reuse, _copy_weights, slim
+from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
+
+#: Default ADMM penalty weight (grown by ``ADMMUpdate``'s schedule).
+DEFAULT_RHO = 1e-2
+
+
+def prune_filters(model: keras.Model, budget, *, importance: str = "tbaa", rho: float = DEFAULT_RHO,
+                  protect: Iterable[str] = (), min_channels: int = 1, round_to: int | None = None
+                  ) -> keras.Model:
+    """A copy of ``model`` whose prunable layers carry ADMM state, ready for ``fit`` with ``ADMMUpdate``.
+
+    Every layer whose weights a prunable channel group cuts (convolution and Dense kernels on both
+    sides of the channel, biases, BatchNorm gamma/beta, depthwise kernels) is wrapped in an
+    :class:`ADMMWrapper`; the others are copied. ``model`` itself is not modified.
+
+    Args:
+        model: a functional or Sequential Keras model (nested models are inlined).
+        budget: a ``FilterBudget``/``MacsBudget`` or a string such as ``"filters:0.8"``.
+        importance: the criterion ranking channels at each Z-step (a name in
+            ``tfmot_easiedge.importance.CRITERIA``); TBAA needs calibration data in ``ADMMUpdate``.
+        rho: the initial ADMM penalty weight.
+        protect: group ids or layer names never pruned.
+        min_channels: every group keeps at least this many channels.
+        round_to: round kept counts up to a multiple of this.
+
+    Returns:
+        The wrapped model (uncompiled).
+
+    Raises:
+        ValueError: an impossible budget, nothing prunable, an unknown criterion.
+        tfmot_easiedge.GraphError: a subclassed model.
+
+    Example:
+        >>> import keras
+        >>> from tfmot_easiedge.models import zoo
+        >>> wrapped = prune_filters(zoo.tiny_cnn(), "filters:0.5", importance="l1")
+        >>> sorted(type(l).__name__ for l in wrapped.layers if "admm" in l.name)[:1]
+        ['ADMMWrapper']
+    """
+    budget = parse_budget(budget) if isinstance(budget, str) else budget
+    if not isinstance(budget, (FilterBudget, MacsBudget)):
+        raise TypeError(f"budget must be FilterBudget, MacsBudget or a string, got {type(budget).__name__}")
+    if importance not in CRITERIA:
+        raise ValueError(f"unknown importance criterion {importance!r}; choose one of {sorted(CRITERIA)}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    protect = list(protect)
+    analysis = analyze(model)
+    # Fail now, not after an epoch of training, when the budget cannot be met.
+    zero = {g: np.zeros(grp.size) for g, grp in analysis.prunable_groups.items()}
+    select(analysis, zero, budget, min_channels=min_channels, round_to=round_to, protect=protect)
+
+    protected = {g for g, grp in analysis.prunable_groups.items() if g in protect or set(protect) & set(grp.members)}
+    none_kept = {g: np.zeros(0, np.int64) for g in analysis.prunable_groups if g not in protected}
+    tracked = {}
+    for node in analysis.graph.nodes:
+        masks = weight_masks(analysis, node, none_kept) if isinstance(node.layer, keras.layers.Layer) else {}
+        names = [n for n, m in masks.items() if not m.all()]
+        if names:
+            if len(node.inputs) != 1 or len(node.outputs) != 1:
+                raise ValueError(f"layer {node.name!r} has several inputs or outputs; ADMM wraps single-tensor layers")
+            tracked[node.index] = names
+    settings = {"budget": budget.describe(), "importance": importance, "rho": float(rho), "protect": protect,
+                "min_channels": int(min_channels), "round_to": round_to}
+
+    def make(node, rule, in_keep, out_keep):
+        return _clone_config_or_reuse(node.layer), _copy_weights(node.layer)
+
+    def wrap(node, layer):
+        if node.index not in tracked:
+            return None
+        return ADMMWrapper(layer, tracked[node.index], settings, name=f"admm_{layer.name}")
+
+    wrapped = _rebuild(model, analysis, PruningPlan.keep_all(analysis), make, suffix="_prunable", wrap=wrap)
+    for w in PruningState(wrapped).wrappers:
+        for target, z in zip(w.targets, w.z):
+            z.assign(np.asarray(target.numpy(), dtype="float32"))
+        w.rho.assign(float(rho))
+    return wrapped
+
+
+def hard_prune(model: keras.Model, plan: PruningPlan | None = None) -> PruningPlan:
+    """Fixes the mask (``plan``, or the last Z-step's) in a wrapped model and zeroes the removed weights.
+
+    Raises:
+        ValueError: an unwrapped model, or no plan given before any Z-step.
+    """
+    state = PruningState(model)
+    if plan is None:
+        if state.zsteps() == 0:
+            raise ValueError("no Z-step has run yet: fit with ADMMUpdate first, or pass the plan to apply")
+        plan = state.current_plan()
+    plan.validate(state.analysis)
+    masks = state.masks(plan)
+    state.store_plan(plan, masks)
+    for w, wm in zip(state.wrappers, masks):
+        for target, z, m in zip(w.targets, w.z, wm):
+            value = np.asarray(target.numpy()) * m
+            target.assign(value.astype(target.dtype))
+            z.assign(value.astype("float32"))
+    return plan
+
+
+def strip_pruning(model: keras.Model) -> tuple[keras.Model, PruningPlan]:
+    """Removes the wrappers and the pruned channels: returns ``(slim model, plan)``.
+
+    The plan is the one stored in the wrappers (the last Z-step's, or the fine-tune mask). After
+    ``MaskedFineTune`` the slim model computes what the masked model computes; mid-ADMM the removed
+    channels still carry weight, so the slim model differs by what they contributed.
+
+    Example:
+        >>> from tfmot_easiedge.models import zoo
+        >>> small, plan = strip_pruning(prune_filters(zoo.tiny_cnn(), "filters:0.5", importance="l1"))
+        >>> plan.removed_channels()   # no Z-step has run: nothing removed yet
+        0
+    """
+    state = PruningState(model)
+    plan = state.current_plan()
+    return slim(state.view, plan, analysis=state.analysis), plan

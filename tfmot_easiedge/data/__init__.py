@@ -1,4 +1,11 @@
-"""Dataset loaders: CIFAR-10 from local TFRecords (or Keras's download), arrays and datasets."""
-from tfmot_easiedge.data.cifar10 import cifar10_dir, load_cifar10, load_cifar10_arrays
+"""Data sources: ``load_data(spec)`` for CIFAR-10, TFRecords, image folders and ``.npz`` files; ``check_fits``.
 
-__all__ = ["cifar10_dir", "load_cifar10", "load_cifar10_arrays"]
+CIFAR-10 helpers (``load_cifar10`` and friends) read the local TFRecords or Keras's download.
+"""
+from tfmot_easiedge.data._common import DataError, LoadedData
+from tfmot_easiedge.data.checks import check_fits
+from tfmot_easiedge.data.cifar10 import cifar10_dir, load_cifar10, load_cifar10_arrays
+from tfmot_easiedge.data.sources import load_data, parse_rescale
+
+__all__ = ["DataError", "LoadedData", "check_fits", "cifar10_dir", "load_cifar10", "load_cifar10_arrays",
+           "load_data", "parse_rescale"]

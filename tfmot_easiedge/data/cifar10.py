@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmot_easiedge.data.tfrecord import dataset_arrays, read_tfrecords
+
 ENV_VAR = "EASIEDGE_CIFAR10_DIR"
 _SPLITS = {"train": "train.tfrecord", "test": "test.tfrecord"}
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -50,8 +52,6 @@ def load_cifar10(split: str = "train", *, dirpath=None, limit: int | None = None
         dirpath: directory of the TFRecords; see the module docstring for the lookup order.
         limit: keep only the first ``limit`` records (the files are shuffled once, so a prefix is balanced).
     """
-    import tensorflow as tf
-
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     d = cifar10_dir(dirpath)
@@ -59,18 +59,7 @@ def load_cifar10(split: str = "train", *, dirpath=None, limit: int | None = None
         raise FileNotFoundError(
             f"CIFAR-10 TFRecords not found; set {ENV_VAR} to the directory holding {_SPLITS[split]}"
         )
-    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
-
-    def _decode(record):
-        ex = tf.io.parse_single_example(record, spec)
-        img = tf.io.decode_jpeg(ex["image"], channels=3)
-        img.set_shape((32, 32, 3))
-        return img, ex["label"]
-
-    ds = tf.data.TFRecordDataset(str(d / _SPLITS[split]))
-    if limit is not None:
-        ds = ds.take(int(limit))
-    return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return read_tfrecords([d / _SPLITS[split]], limit=limit, image_shape=(32, 32, 3))
 
 
 def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None = None,
@@ -79,15 +68,11 @@ def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None
 
     Example:
         >>> x, y = load_cifar10_arrays("test", limit=8)  # doctest: +SKIP
-        >>> x.shape, y.shape
+        >>> x.shape, y.shape  # doctest: +SKIP
         ((8, 32, 32, 3), (8,))
     """
     if cifar10_dir(dirpath) is not None:
-        xs, ys = [], []
-        for img, lab in load_cifar10(split, dirpath=dirpath, limit=limit).batch(2048):
-            xs.append(img.numpy())
-            ys.append(lab.numpy())
-        return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+        return dataset_arrays(load_cifar10(split, dirpath=dirpath, limit=limit), f"CIFAR-10 {split}")
     if not allow_download:
         raise FileNotFoundError(f"CIFAR-10 TFRecords not found; set {ENV_VAR}")
     import keras

@@ -1,0 +1,104 @@
+"""``render_markdown(report)``: the report as Markdown tables for people (``report.md``)."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _change(before: int, after: int) -> str:
+    return f"{(after - before) / before:+.1%}" if before else "–"
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _budget(budget: Mapping) -> str:
+    ratio = budget.get("ratio")
+    return f"{budget['kind']} {ratio:.0%} removed" if isinstance(ratio, (int, float)) else str(budget["kind"])
+
+
+def _summary(report: Mapping) -> list[str]:
+    s = report["summary"]
+    rows = [("parameters", s["params_before"], s["params_after"], _change(s["params_before"], s["params_after"])),
+            ("MACs per example", s["macs_before"], s["macs_after"], _change(s["macs_before"], s["macs_after"])),
+            ("prunable filters", s["prunable_filters_before"], s["prunable_filters_after"],
+             _change(s["prunable_filters_before"], s["prunable_filters_after"]))]
+    return ["## Summary", "", *_table(("", "before", "after", "change"), rows),
+            f"{100 * s['prunable_share']:.1f}% of the model's filters are in prunable groups.", ""]
+
+
+def _stages(report: Mapping) -> list[str]:
+    rows = [(st["stage"], _percent(st["accuracy"]), st["macs"], st["params"]) for st in report["stages"]]
+    return ["## Accuracy and cost per stage", "", *_table(("stage", "accuracy", "MACs", "params"), rows)]
+
+
+def _latency(report: Mapping) -> list[str]:
+    if not report["latency"]:
+        return []
+    rows = [(r["stage"], r["runtime"], r["threads"], r["batch_size"], f"{r['median_ms']:.3f}", f"{r['p10_ms']:.3f}",
+             f"{r['p90_ms']:.3f}", r["runs"]) for r in report["latency"]]
+    return ["## Latency (ms per batch)", "",
+            *_table(("stage", "runtime", "threads", "batch", "median", "p10", "p90", "runs"), rows)]
+
+
+def _layers(report: Mapping) -> list[str]:
+    rows = []
+    for r in report["layers"]:
+        kept = (f"{r['filters_after'] / r['filters_before']:.0%}"
+                if r["filters_before"] and r["filters_after"] is not None else "–")
+        rows.append((r["name"], r["class_name"], r["group"] or "–", r["filters_before"], r["filters_after"], kept,
+                     r["params_before"], r["params_after"], r["macs_before"], r["macs_after"]))
+    header = ("layer", "class", "group", "filters before", "filters after", "kept", "params before", "params after",
+              "MACs before", "MACs after")
+    return ["## Filters per layer", "", *_table(header, rows)]
+
+
+def _skipped(report: Mapping) -> list[str]:
+    if not report["skipped"]:
+        return ["## Skipped layers", "", "None: every group of filters was prunable.", ""]
+    rows = [(r["name"], "layer analysis stopped" if r["kind"] == "stop" else "group kept whole",
+             ", ".join(r["layers"][:4]) + (" …" if len(r["layers"]) > 4 else ""), r["reason"])
+            for r in report["skipped"]]
+    return ["## Skipped layers and why", "", *_table(("name", "kind", "layers", "reason"), rows)]
+
+
+def _timings(report: Mapping) -> list[str]:
+    if not report["timings"]:
+        return []
+    rows = [(k, f"{v:.2f}") for k, v in report["timings"].items()]
+    return ["## Timings", "", *_table(("step", "seconds"), rows)]
+
+
+def render_markdown(report: Mapping) -> str:
+    """The report as Markdown: summary, accuracy/cost per stage, latency, filters per layer, skipped layers.
+
+    Example:
+        >>> from tfmot_easiedge.report.markdown import _table
+        >>> _table(("a", "b"), [(1, None)])
+        ['| a | b |', '| --- | --- |', '| 1 | – |', '']
+    """
+    m = report["model"]
+    head = [f"# Pruning report: {m['name']}", "",
+            f"Budget: {_budget(report['budget'])} · importance: {report['importance']} · "
+            f"input {tuple(m['input_shape'])} · tfmot-easiedge {report['library_version']} · {report['created']}", ""]
+    parts = [head, _summary(report), _stages(report), _latency(report), _layers(report), _skipped(report),
+             _timings(report)]
+    return "\n".join(line for part in parts for line in part)

@@ -28,7 +28,7 @@ def unwrapped_view(model: keras.Model) -> keras.Model:
 def weight_masks(analysis: ModelAnalysis, node, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``{weight name: boolean mask of the weight's full shape}`` of one node under ``kept``."""
     rule = analysis.rules[node.index]
-    if rule is None:
+    if rule is None or not getattr(node.layer, "trainable_weights", None):
         return {}
     in_keep = [analysis.keep_mask(t, kept) for t in node.inputs]
     out_keep = [analysis.keep_mask(t, kept) for t in node.outputs]

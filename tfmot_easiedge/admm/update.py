@@ -24,7 +24,7 @@ from tfmot_easiedge.selection import select
 
 #: Default growth of rho per Z-step and its ceiling.
 DEFAULT_RHO_GROWTH = 1.5
-DEFAULT_RHO_MAX = 1.0
+DEFAULT_RHO_MAX = 10.0
 #: rho from which the selection is frozen.
 DEFAULT_FREEZE_RHO = 0.1
 

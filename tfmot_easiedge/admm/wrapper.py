@@ -7,7 +7,7 @@ the keep-masks of its input and output channel positions, from which the pruning
 model saved mid-ADMM resumes with the same state.
 
 While training under :class:`~tfmot_easiedge.admm.update.ADMMUpdate` the wrapper adds
-``rho/2 · Σ ||W − Z + U||²`` to the model's loss; under
+``rho/2 · Σ ||W − Z + U||²`` over the entries of removed channels to the model's loss (see ``penalty``); under
 :class:`~tfmot_easiedge.admm.finetune.MaskedFineTune` it adds nothing and the optimizer re-applies the mask
 after every step. Fitting without either callback raises an error instead of silently training a model
 that is not being pruned.
@@ -74,11 +74,17 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.built = True
 
     def penalty(self):
-        """``rho/2 · Σ ||W − Z + U||²`` over the tracked weights, in float32."""
+        """``rho/2 · Σ ||(W − Z + U) ⊙ (1 − mask)||²`` over the tracked weights, in float32.
+
+        This is ADMM's ``rho/2·||W − Z + U||²`` on the coordinates the constraint acts on. On a kept
+        entry the Z-step sets ``Z = W + U`` and ``U = 0``, so its term would only drag ``W`` back to
+        its value at the last Z-step, slowing the kept weights' learning in proportion to rho; leaving
+        it out lets rho grow large enough to pin the removed weights at zero.
+        """
         with AutocastScope(None):
             total = 0.0
-            for w, z, u in zip(self.targets, self.z, self.u):
-                d = keras.ops.cast(w.value, "float32") - z.value + u.value
+            for w, z, u, m in zip(self.targets, self.z, self.u, self.mask):
+                d = (keras.ops.cast(w.value, "float32") - z.value + u.value) * (1.0 - m.value)
                 total = total + keras.ops.sum(keras.ops.square(d))
             return 0.5 * self.rho.value * total
 

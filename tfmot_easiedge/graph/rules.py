@@ -397,6 +397,8 @@ class ConvRule(ChannelRule):
         keep_out = _all(out_keep[0], layer.filters)
         if self._depthwise_like(layer, keep_in.shape[0]):
             masks = {"kernel": _axis_mask(keep_out, out_ax, ndim)}
+        elif getattr(layer, "groups", 1) > 1:  # blocked: its channels are never cut
+            return {}
         else:
             masks = {"kernel": _axis_mask(keep_in, in_ax, ndim) & _axis_mask(keep_out, out_ax, ndim)}
         if getattr(layer, "use_bias", False):

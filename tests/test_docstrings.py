@@ -1,0 +1,21 @@
+"""The runnable examples in the public modules' docstrings run and print what they show."""
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "tfmot_easiedge.plan", "tfmot_easiedge.selection", "tfmot_easiedge.graph.rules", "tfmot_easiedge.graph.analysis",
+    "tfmot_easiedge.rewrite.slim", "tfmot_easiedge.importance.tbaa", "tfmot_easiedge.metrics.latency",
+    "tfmot_easiedge.admm.prune", "tfmot_easiedge.admm.update", "tfmot_easiedge.admm.pipeline",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0

@@ -159,11 +159,10 @@ def main(argv=None) -> None:
     res["load_before"] = [round(v, 2) for v in load_before]
     res["load_after"] = [round(v, 2) for v in os.getloadavg()]
     stem = f"admm_{args.model}"
-    common.write_json_atomic(common.RESULTS_DIR / f"{stem}.json", res) if hasattr(common, "RESULTS_DIR") else \
-        common.write_json_atomic(common.result_path(stem).with_suffix(".json"), res)
+    common.write_json_atomic(common.RESULTS_DIR / f"{stem}.json", res)
     if "convergence" in res:
         md = to_markdown(res)
-        path = common.result_path(stem).with_suffix(".md")
+        path = common.RESULTS_DIR / f"{stem}.md"
         tmp = path.with_suffix(".md.tmp")
         tmp.write_text(md)
         os.chmod(tmp, 0o644)

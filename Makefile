@@ -9,13 +9,13 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,onnx,tflite,report]"
+	$(PY) -m pip install -q -e ".[test,onnx,tflite,report,demo]"
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/easiedge demo
+	$(VENV)/bin/easiedge demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

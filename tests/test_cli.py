@@ -301,8 +301,3 @@ def test_output_dir_replacement_is_atomic_on_failure(files, tmp_path):
     with cli._output_dir(str(out), False, cli.PRUNE_FILES) as tmp:
         (tmp / "plan.json").write_text("{}")
     assert os.listdir(out) == ["plan.json"] and not zipfile.is_zipfile(out / "plan.json")
-
-
-def test_demo_still_runs(capsys):
-    code, out, _ = _run(capsys, "demo", "--budget", "filters:0.3")
-    assert code == 0 and "slim vs masked max |diff|" in out

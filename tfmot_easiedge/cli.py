@@ -485,34 +485,41 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Analyse and slim the built-in ResNet-20 (no download): the foundation of the pipeline, end to end."""
-    import numpy as np
-
+    """Train a small CNN briefly, prune it with EasiEdge, export and time it, write the report (offline)."""
     import tfmot_easiedge as te
-    from tfmot_easiedge import importance
-    from tfmot_easiedge.models import zoo
+    from tfmot_easiedge import demo
 
-    budget = te.parse_budget(args.budget)
-    model = zoo.resnet20(seed=0)
-    t0 = time.perf_counter()
-    analysis = te.analyze(model)
-    print(analysis.summary())
-    scores = importance.l1_norm(model, analysis=analysis)
-    plan = te.select(analysis, scores, budget)
-    small = te.slim(model, plan, analysis=analysis)
-    seconds = time.perf_counter() - t0
-    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
-    ref = np.asarray(te.masked_copy(model, plan, analysis=analysis)(x))
-    err = float(np.abs(np.asarray(small(x)) - ref).max())
-    print(f"\nPlan ({budget.describe()}, L1-norm ranking, untrained weights): kept filters per group")
-    print(f"{'group':28s} {'before':>7s} {'after':>6s}")
-    for gid, kept in plan.kept.items():
-        print(f"{gid:28s} {plan.group_sizes[gid]:7d} {len(kept):6d}")
-    macs0, macs1 = te.count_macs(model), te.count_macs(small)
-    p0, p1 = te.count_params(model), te.count_params(small)
-    print(f"\nparams {p0:,} -> {p1:,} ({p1 / p0:.1%})   MACs {macs0:,} -> {macs1:,} ({macs1 / macs0:.1%})")
-    print(f"slim vs masked max |diff| = {err:.2e}   analysis+selection+slim: {seconds:.1f}s")
-    return 0 if err <= 1e-4 * max(1.0, float(np.abs(ref).max())) else 1
+    te.parse_budget(args.budget)  # a bad budget is a one-line error before anything runs
+    settings = dataclasses.replace(demo.QUICK if args.quick else demo.FULL, seed=args.seed, budget=args.budget)
+    _check_out(Path(args.out), args.overwrite, demo.FILES)
+    train, test, note = demo.load_demo_data(args.dataset, args.data_dir, settings=settings)
+    print(f"data: {note}", flush=True)
+    with _output_dir(args.out, args.overwrite, demo.FILES) as tmp:
+        result = demo.run_demo(tmp, train, test, settings, data_note=note, verbose=0 if args.quiet else 1,
+                               log=lambda line: _say(args, line))
+    print("\n".join(demo.summary_lines(result, args.out)), flush=True)
+    return 0 if result.passed else 1
+
+
+def _add_demo(sub) -> None:
+    from tfmot_easiedge.demo import DATASETS
+
+    p = sub.add_parser("demo", help="train a small CNN, prune it with EasiEdge, export it to TFLite and time it, "
+                                    "offline, in a few minutes")
+    p.add_argument("--out", default="easiedge-demo", metavar="DIR",
+                   help="directory to create for the results (default easiedge-demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory holding earlier results")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: a few hundred images, one epoch per stage (for tests)")
+    p.add_argument("--dataset", default="auto", choices=DATASETS,
+                   help="cifar10 (local TFRecords only), digits (bundled with scikit-learn), or auto: CIFAR-10 "
+                        "when found, else digits (default)")
+    p.add_argument("--data-dir", metavar="DIR", help="directory holding CIFAR-10's train.tfrecord and test.tfrecord "
+                                                     "(default: $EASIEDGE_CIFAR10_DIR, then ../shared/data/cifar10)")
+    p.add_argument("--budget", default="macs:0.5", help="filters:RATIO or macs:RATIO (default macs:0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data split and pruning (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or step lines; only the summary")
+    p.set_defaults(func=cmd_demo)
 
 
 # --------------------------------------------------------------------------- parser
@@ -606,9 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prune(sub)
     _add_export(sub)
     _add_bench(sub)
-    d = sub.add_parser("demo", help="analyse and slim the built-in ResNet-20, offline")
-    d.add_argument("--budget", default="filters:0.5", help="filters:RATIO or macs:RATIO")
-    d.set_defaults(func=cmd_demo)
+    _add_demo(sub)
     return p
 
 

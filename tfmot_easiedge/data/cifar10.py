@@ -27,9 +27,11 @@ def cifar10_dir(dirpath: str | os.PathLike | None = None) -> Path | None:
         >>> d is None or (d / "test.tfrecord").exists()
         True
     """
+    if dirpath is not None:  # an explicit directory is used or refused, never silently replaced
+        if (Path(dirpath) / _SPLITS["test"]).exists():
+            return Path(dirpath).resolve()
+        raise FileNotFoundError(f"no CIFAR-10 TFRecords ({', '.join(_SPLITS.values())}) in {dirpath}")
     candidates = []
-    if dirpath is not None:
-        candidates.append(Path(dirpath))
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
     here = Path(__file__).resolve()
@@ -39,8 +41,6 @@ def cifar10_dir(dirpath: str | os.PathLike | None = None) -> Path | None:
     for cand in candidates:
         if (cand / _SPLITS["test"]).exists():
             return cand.resolve()
-    if dirpath is not None:
-        raise FileNotFoundError(f"no CIFAR-10 TFRecords ({', '.join(_SPLITS.values())}) in {dirpath}")
     return None
 
 

@@ -140,3 +140,20 @@ def test_bad_calibration_data_is_a_clear_error():
         imp.tbaa(m, None, progress=False)
     with pytest.raises(ValueError, match="unknown importance criterion"):
         imp.get("magic")
+
+
+def test_top3_is_the_expectation_when_there_are_three_classes(data):
+    """With 3 classes the top-3 truncation keeps every class, so it must equal the exact expectation;
+    with more classes it is a partial sum, never above it."""
+    x = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(6, 3, activation="relu", name="c1")(x)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    for classes in (3, 7):
+        keras.utils.set_random_seed(0)
+        m = keras.Model(x, keras.layers.Dense(classes, name=f"out{classes}")(h))
+        exp = imp.tbaa(m, data, variant="expected", progress=False)["c1"]
+        top = imp.tbaa(m, data, variant="top3", progress=False)["c1"]
+        if classes == 3:
+            np.testing.assert_allclose(top, exp, rtol=1e-4)
+        else:
+            assert np.all(top <= exp * (1 + 1e-5)) and np.all(top > 0)

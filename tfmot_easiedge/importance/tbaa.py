@@ -11,6 +11,7 @@ with ``a`` the channel's activation where it is consumed. Scores are in nats at 
 compare across layers without normalisation. Variants:
 
 - ``"expected"``: the exact class expectation (one Jacobian per batch, cost grows with the class count);
+- ``"top3"``: the expectation truncated to each example's 3 most probable classes (3 gradients);
 - ``"sampled"``: ``c ~ p(x_n)``, an unbiased one-gradient estimate (the default for many classes);
 - ``"argmax"``: ``c = argmax p(x_n)``, biased but deterministic, one gradient.
 """
@@ -21,7 +22,9 @@ import numpy as np
 from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, prepare
 from tfmot_easiedge.importance._gating import log_probs
 
-VARIANTS = ("expected", "sampled", "argmax")
+VARIANTS = ("expected", "top3", "sampled", "argmax")
+#: Classes summed by the ``"top3"`` variant.
+TOP_K = 3
 #: Above this many classes the ``"auto"`` variant switches from the class expectation to sampling.
 EXPECTED_MAX_CLASSES = 32
 
@@ -94,10 +97,15 @@ class TBAAScorer:
 
         gm, variant, num_classes = self.gated, self.variant, self.num_classes
         gates = tf.ones([tf.shape(x)[0], gm.width], tf.float32)
-        with tf.GradientTape(persistent=variant == "expected") as tape:
+        with tf.GradientTape(persistent=variant in ("expected", "top3")) as tape:
             tape.watch(gates)
             logp = log_probs(gm(x, gates), logits_flag)
-            if variant != "expected":
+            if variant == "top3":
+                k = min(TOP_K, num_classes)
+                top = tf.math.top_k(tf.stop_gradient(logp), k=k).indices
+                picked_k = [tf.reduce_sum(logp * tf.one_hot(top[:, j], num_classes), axis=-1) for j in range(k)]
+                sums_k = [tf.reduce_sum(v) for v in picked_k]
+            elif variant != "expected":
                 if variant == "argmax":
                     cls = tf.argmax(logp, axis=-1)
                 else:
@@ -105,6 +113,12 @@ class TBAAScorer:
                 picked = tf.reduce_sum(logp * tf.one_hot(cls, num_classes), axis=-1)
             else:
                 per_class = [tf.reduce_sum(logp[:, c]) for c in range(num_classes)]
+        if variant == "top3":
+            total = tf.zeros([gm.width], tf.float32)
+            for picked, total_j in zip(picked_k, sums_k):
+                t = tape.gradient(total_j, gates)
+                total += tf.reduce_sum(tf.exp(tf.stop_gradient(picked))[:, None] * tf.square(t), axis=0)
+            return total
         if variant != "expected":
             t = tape.gradient(picked, gates)
             return tf.reduce_sum(tf.square(t), axis=0)

@@ -141,7 +141,8 @@ class EasiEdge:
         calib = take_examples(model, calibration_data, self.calibration_size)
         calib_data = calib[0] if calib[1] is None else calib
         fit_kwargs = {"validation_data": validation_data, "verbose": self.verbose, "batch_size": batch_size,
-                      "steps_per_epoch": steps_per_epoch}
+                      "steps_per_epoch": steps_per_epoch,
+                      "shuffle": isinstance(train_data, (tuple, list))}  # a dataset shuffles itself
         fit_args = _fit_args(train_data)
         base_macs, base_params = count_macs(model), count_params(model)
         stages = [_stage("baseline", model, validation_data, base_macs, base_params)]

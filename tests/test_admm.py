@@ -241,9 +241,10 @@ def test_save_mid_admm_and_resume(data, tmp_path):
     assert PruningState(r).zsteps() == steps + 1  # no fresh initial projection, just the epoch's end
 
 
-def test_mixed_precision(data):
+@pytest.mark.parametrize("mixed", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision(data, mixed):
     policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.config.set_dtype_policy(mixed)
     try:
         keras.utils.set_random_seed(0)
         m = zoo.tiny_cnn(seed=0)

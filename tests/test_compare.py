@@ -69,6 +69,10 @@ def test_uniform_bisection_meets_the_mac_target_with_the_smallest_ratio(ratio):
 # ----------------------------------------------------------------------------- the tiny profile
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    from tfmot_easiedge.data import cifar10_dir
+
+    if cifar10_dir() is None:
+        pytest.skip("local CIFAR-10 TFRecords not found (../shared/data/cifar10 or $EASIEDGE_CIFAR10_DIR)")
     root = tmp_path_factory.mktemp("compare")
     common = ["--profile", "tiny", "--models", MODEL, "--results-dir", str(root / "results"),
               "--cache-dir", str(root / "cache"), "--save-models"]

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from benchmarks import common
+from benchmarks.coverage import write_atomic
 
 
 class _StepTimer:
@@ -162,11 +163,7 @@ def main(argv=None) -> None:
     common.write_json_atomic(common.RESULTS_DIR / f"{stem}.json", res)
     if "convergence" in res:
         md = to_markdown(res)
-        path = common.RESULTS_DIR / f"{stem}.md"
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(md)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomic(common.RESULTS_DIR / f"{stem}.md", md)
         print(md)
 
 

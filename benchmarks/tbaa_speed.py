@@ -22,7 +22,10 @@ import time
 import numpy as np
 from scipy.stats import spearmanr
 
+from pathlib import Path
+
 from benchmarks import common
+from benchmarks.coverage import write_atomic
 
 SIZES = (250, 500, 1000, 2000)
 
@@ -131,11 +134,7 @@ def main(argv=None) -> dict:
     out = common.RESULTS_DIR / "tbaa_speed"
     common.write_json_atomic(str(out) + ".json", r)
     md = to_markdown(r)
-    tmp = str(out) + ".md.tmp"
-    with open(tmp, "w") as f:
-        f.write(md)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, str(out) + ".md")
+    write_atomic(Path(str(out) + ".md"), md)
     print(md)
     return r
 

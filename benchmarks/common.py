@@ -239,6 +239,7 @@ class TrainConfig:
     seed: int = 0
     train_limit: int | None = None
     jit_compile: bool = False
+    recalibrate_bn: int = 0  # re-estimate BatchNorm statistics on this many training images at the end
 
     def default_name(self) -> str:
         """``model`` plus ``_w{width}`` when the width is not 1, e.g. ``vgg_small`` or ``resnet20_w0.5``."""
@@ -349,6 +350,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
     if x_val is not None and best.best_weights is not None:
         model.set_weights(best.best_weights)
         selected_epoch = best.best_epoch
+    if cfg.recalibrate_bn:
+        from tfmot_easiedge import recalibrate_batchnorm
+
+        before = evaluate(model, x_test, y_test)["accuracy"]
+        recalibrate_batchnorm(model, x_train, max_examples=cfg.recalibrate_bn)
+        log(f"BatchNorm statistics re-estimated on {min(cfg.recalibrate_bn, len(x_train))} training images "
+            f"(test accuracy before: {before:.4f})")
     test = evaluate(model, x_test, y_test)
     log(f"test accuracy {test['accuracy']:.4f} (epoch {selected_epoch}), {seconds:.0f}s")
     epoch_seconds = [float(s) for s in history.history.get("epoch_seconds", [])]
@@ -445,6 +453,25 @@ def load_or_train(name: str, cfg: TrainConfig | None = None, *, retrain: bool = 
     log(f"no cached {path}; training it: {cfg}")
     model, _ = train_and_save(cfg, name=name, log=log)
     return model
+
+
+def config_matches(stored: Any, config: Any) -> bool:
+    """Whether ``stored`` (a dataclass recorded with ``dataclasses.asdict``) equals the dataclass ``config``;
+    a field added since, absent from ``stored``, matches while it holds its default.
+
+    Example:
+        >>> config_matches({"model": "vgg16"}, TrainConfig(model="vgg16"))
+        False
+        >>> config_matches(dataclasses.asdict(TrainConfig(model="vgg16")), TrainConfig(model="vgg16"))
+        True
+    """
+    if not isinstance(stored, dict):
+        return False
+    current = dataclasses.asdict(config)
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    missing = object()
+    return set(stored) <= set(current) and all(
+        stored[k] == v if k in stored else defaults.get(k, missing) == v for k, v in current.items())
 
 
 def recorded_config(name: str) -> TrainConfig | None:

@@ -104,6 +104,12 @@ class Profile:
     latency_warmup: int
     latency_runs: int
     seed: int = 0
+    admm_rho: float | None = None  # EasiEdge's initial rho; None: the library default
+    admm_rho_max: float | None = None  # EasiEdge's final rho; None: the library default
+    min_fraction: float = 0.0  # every method's selection keeps at least this fraction of each group
+    # BatchNorm statistics re-estimated on this many training images: the baseline after training, every
+    # method's slim model after its fine-tune (EasiEdge.run's ``recalibrate_bn``)
+    recalibrate_bn: int = 2048
 
     def __post_init__(self):
         if not 0 < self.admm_epochs < self.finetune_epochs:
@@ -114,10 +120,40 @@ class Profile:
         """The baseline's training recipe (``common.train`` defaults for the rest)."""
         return common.TrainConfig(model=model, width=self.widths[model], epochs=self.baseline_epochs,
                                   batch_size=self.batch_size, lr=self.baseline_lr, val_split=self.val_split,
-                                  seed=self.seed, train_limit=self.train_images)
+                                  seed=self.seed, train_limit=self.train_images,
+                                  recalibrate_bn=self.recalibrate_bn)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def matches(self, stored: dict[str, Any] | None) -> bool:
+        """Whether a result's ``profile_config`` was made with these settings (``common.config_matches``)."""
+        return common.config_matches(stored, self)
+
+    def with_overrides(self, overrides: dict[str, str]) -> "Profile":
+        """This profile with the pruning settings in ``overrides`` (``{field: text}``) changed.
+
+        Only what happens after the baseline may change (:data:`TUNABLE`): the baseline and the data stay
+        those of the profile, so the tuned runs prune the same cached baselines.
+        """
+        changes = {}
+        for key, text in overrides.items():
+            if key not in TUNABLE:
+                raise ValueError(f"--set {key}: not a tunable setting; choose from {', '.join(TUNABLE)}")
+            current = getattr(self, key)
+            kind = TUNABLE[key]
+            try:
+                changes[key] = None if text.lower() == "none" and current is None else kind(text)
+            except ValueError:
+                raise ValueError(f"--set {key}={text}: expected a {kind.__name__}") from None
+        return dataclasses.replace(self, **changes)
+
+
+#: The settings ``--set`` may change, with their types: the one-shot methods' knob (the fine-tune learning
+#: rate, which EasiEdge's W-steps use too) and EasiEdge's own (rho, Z-step spacing, calibration size).
+TUNABLE = {"finetune_lr": float, "finetune_weight_decay": float, "admm_rho": float, "admm_rho_max": float,
+           "zsteps_per_epoch": int, "min_update_interval": int, "calibration_images": int, "admm_epochs": int,
+           "min_fraction": float}
 
 
 PROFILES = {
@@ -193,7 +229,7 @@ def load_or_train_baseline(profile: Profile, model: str, cache_dir: Path, log: C
     path, record = cache_dir / f"{name}.keras", cache_dir / f"{name}.json"
     if path.exists() and record.exists():
         result = json.loads(record.read_text(encoding="utf-8"))
-        if result.get("config") == dataclasses.asdict(cfg):
+        if common.config_matches(result.get("config"), cfg):
             return path, result
         log(f"cached {path} was trained with another config; retraining")
     log(f"training the {profile.name} baseline {name}: {cfg}")
@@ -354,10 +390,10 @@ def prune_one_shot(model, analysis, method: Method, budget, profile: Profile, da
         plan, ratio = uniform_plan_for_macs(analysis, scores, budget)
         selection.update(uniform_ratio=ratio, how="bisection on the uniform ratio to meet the MAC target")
     else:
-        plan = te.select(analysis, scores, budget, mode=method.mode)
+        plan = te.select(analysis, scores, budget, mode=method.mode, min_fraction=profile.min_fraction)
     select_seconds = time.perf_counter() - t0
 
-    wrapped = te.prune_filters(model, budget, importance=method.criterion)
+    wrapped = te.prune_filters(model, budget, importance=method.criterion, min_fraction=profile.min_fraction)
     wrapped.compile_from_config(model.get_compile_config())
     te.hard_prune(wrapped, plan)
     before = _before_finetune_callback(lambda m: accuracy(m, data))
@@ -368,8 +404,13 @@ def prune_one_shot(model, analysis, method: Method, budget, profile: Profile, da
                           shuffle=False, verbose=0).history
     finetune_seconds = time.perf_counter() - t0
     small, plan = te.strip_pruning(wrapped)
+    diff = _max_abs_diff(small, wrapped, data.x_test[:64])
+    if profile.recalibrate_bn:  # as EasiEdge.run does: on the slim model, after the fine-tune
+        te.recalibrate_batchnorm(small, common.make_train_dataset(data.x_train, data.y_train, profile.batch_size,
+                                                                  seed=profile.seed),
+                                 max_examples=profile.recalibrate_bn)
     return {"slim": small, "plan": plan, "accuracy_before_finetune": before.accuracy,
-            "slim_max_abs_diff": _max_abs_diff(small, wrapped, data.x_test[:64]), "selection": selection,
+            "slim_max_abs_diff": diff, "selection": selection,
             "history": {"finetune": history},
             "seconds": {"prune": score_seconds + select_seconds, "score": score_seconds, "select": select_seconds,
                         "finetune": finetune_seconds}}
@@ -380,9 +421,13 @@ def prune_easiedge(model, method: Method, budget, profile: Profile, data: Data, 
     import tfmot_easiedge as te
 
     before = _before_finetune_callback(lambda m: accuracy(m, data))
+    rho = {} if profile.admm_rho is None else {"rho": profile.admm_rho}
+    if profile.admm_rho_max is not None:
+        rho["rho_max"] = profile.admm_rho_max
     engine = te.EasiEdge(budget, importance=method.criterion, calibration_size=profile.calibration_images,
                          zsteps_per_epoch=profile.zsteps_per_epoch, min_update_interval=profile.min_update_interval,
-                         seed=profile.seed, verbose=0)
+                         seed=profile.seed, verbose=0, recalibrate_bn=profile.recalibrate_bn,
+                         min_fraction=profile.min_fraction, **rho)
     r = engine.run(model, common.make_train_dataset(data.x_train, data.y_train, profile.batch_size, seed=profile.seed),
                    calibration_data=data.calibration, admm_epochs=profile.admm_epochs,
                    finetune_epochs=profile.finetune_epochs - profile.admm_epochs,
@@ -392,6 +437,7 @@ def prune_easiedge(model, method: Method, budget, profile: Profile, data: Data, 
     return {"slim": r.model, "plan": r.plan, "accuracy_before_finetune": before.accuracy,
             "slim_max_abs_diff": r.slim_max_abs_diff,
             "selection": {"mode": "global", "admm": {"epochs": profile.admm_epochs, "update_every": update_every,
+                                                     "rho": engine.rho,
                                                      "rho_growth": growth, "zsteps": r.timings["zsteps"],
                                                      "final": r.admm}},
             "history": r.history,
@@ -498,16 +544,28 @@ def _is_current(path: Path, profile: Profile) -> bool:
     if not path.exists():
         return False
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("profile_config") == profile.as_dict()
+        return profile.matches(json.loads(path.read_text(encoding="utf-8")).get("profile_config"))
     except (OSError, json.JSONDecodeError):
         return False
 
 
+def tuning_tag(overrides: dict[str, str]) -> str:
+    """The folder name of a tuning setting: ``{"finetune_lr": "0.03"}`` -> ``"finetune_lr=0.03"``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> list[str]:
-    """Runs what ``args`` selects and regenerates the report; returns the failed runs' names."""
+    """Runs what ``args`` selects and regenerates the report; returns the failed runs' names.
+
+    With ``--set`` overrides the runs prune the profile's baselines with the changed settings and go to
+    ``<results-dir>/<profile>-tuning/<setting>/`` (the report lists them as the tuning table).
+    """
     profile = PROFILES[args.profile]
     out_dir = args.results_dir / profile.name
-    data = Data.load(profile)
+    overrides = dict(args.set or {})
+    run_profile = profile.with_overrides(overrides)
+    run_dir = args.results_dir / f"{profile.name}-tuning" / tuning_tag(overrides) if overrides else out_dir
+    data = Data.load(run_profile)
     failures, score_cache = [], {}
     for model_name in args.models:
         base_path = out_dir / f"baseline_{model_name}.json"
@@ -520,21 +578,22 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> list[st
         for method_name in args.methods:
             for budget_text in args.budgets:
                 stem = run_stem(model_name, method_name, budget_text)
-                path = out_dir / f"{stem}.json"
-                if _is_current(path, profile) and not args.force:
+                path = run_dir / f"{stem}.json"
+                if _is_current(path, run_profile) and not args.force:
                     log(f"{stem}: done, skipped (--force re-runs it)")
                     continue
                 log(f"{stem}: pruning")
                 try:
-                    record, small = run_pruning(profile, model_name, method_name, budget_text, baseline,
+                    record, small = run_pruning(run_profile, model_name, method_name, budget_text, baseline,
                                                 baseline_path, data, log, score_cache)
                 except Exception:  # noqa: BLE001 - one failed run must not lose the others of a long profile
                     log(f"{stem}: FAILED\n{traceback.format_exc()}")
                     failures.append(stem)
                     continue
                 record["command"] = _command(args)
+                record["overrides"] = overrides
                 if args.save_models:
-                    common.save_model_atomic(small, out_dir / f"{stem}.keras")
+                    common.save_model_atomic(small, run_dir / f"{stem}.keras")
                 common.write_json_atomic(path, record)
                 log(f"{stem}: accuracy {record['accuracy_before_finetune']:.4f} -> "
                     f"{record['accuracy_after_finetune']:.4f}, MACs /{record['mac_reduction']:.2f}, "
@@ -547,7 +606,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> list[st
 
 
 def _command(args: argparse.Namespace) -> str:
-    return f".venv/bin/python -m benchmarks.compare --profile {args.profile}"
+    sets = "".join(f" --set {k}={v}" for k, v in sorted((args.set or {}).items()))
+    return f".venv/bin/python -m benchmarks.compare --profile {args.profile}{sets}"
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -677,6 +737,13 @@ def _budgets(text: str) -> list[str]:
     return names
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
@@ -697,7 +764,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--estimate", action="store_true", help="time the profile's pieces and print its projected "
                    "duration; trains and prunes nothing")
     p.add_argument("--report-only", action="store_true", help="only regenerate the report from the result files")
+    p.add_argument("--set", type=_setting, action="append", metavar="FIELD=VALUE",
+                   help="tune a pruning setting (repeatable): " + ", ".join(TUNABLE) + "; results go to "
+                   "<results-dir>/<profile>-tuning/<settings>/")
     args = p.parse_args(argv)
+    if args.set:
+        args.set = dict(args.set)
+        try:
+            PROFILES[args.profile].with_overrides(args.set)
+        except ValueError as err:
+            p.error(str(err))
     if args.report is None:
         args.report = args.results_dir.parent / "RESULTS.md"
     return args

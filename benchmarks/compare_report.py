@@ -1,7 +1,8 @@
 """The report of ``benchmarks.compare``: ``RESULTS.md`` and one accuracy-vs-MACs plot per profile.
 
 Reads every ``<results-dir>/<profile>/baseline_*.json`` and run JSON written by ``benchmarks.compare``; a
-profile folder is one holding a baseline file. Regenerate it alone with
+profile folder is one holding a baseline file. A hand-written ``<profile>/analysis.md`` (what the numbers
+say, written after reading them) is copied in below the profile's tables. Regenerate the page alone with
 ``.venv/bin/python -m benchmarks.compare --report-only``.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from benchmarks.coverage import write_atomic
 
 PLOT_NAME = "accuracy_vs_macs.png"
+ANALYSIS_NAME = "analysis.md"
 _MARKERS = "osD^v<>P*X"
 
 
@@ -34,8 +36,39 @@ def collect(results_dir: Path) -> dict[str, dict[str, Any]]:
             record = json.loads(path.read_text(encoding="utf-8"))
             if record.get("kind") == "run":
                 runs.append(record)
-        profiles[folder.name] = {"baselines": baselines, "runs": runs, "folder": folder}
+        tuning = []
+        for path in sorted((Path(results_dir) / f"{folder.name}-tuning").glob("*/*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("kind") == "run":
+                tuning.append(record)
+        profiles[folder.name] = {"baselines": baselines, "runs": runs, "folder": folder, "tuning": tuning}
     return profiles
+
+
+def _setting(record: dict[str, Any]) -> str:
+    overrides = record.get("overrides") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "profile default"
+
+
+def _tuning_markdown(entry: dict[str, Any]) -> list[str]:
+    """Each tuned (model, budget, method) with the profile's default run beside its ``--set`` variants."""
+    tuned = entry.get("tuning") or []
+    if not tuned:
+        return []
+    keys = sorted({(r["model"], r["budget_text"], r["method"]) for r in tuned})
+    lines = ["", "### Tuning", "",
+             "Runs with `--set FIELD=VALUE` (results in `<profile>-tuning/<setting>/`): the same baseline, data "
+             "and epochs, one setting changed. The baselines' one knob is the fine-tune learning rate; "
+             "EasiEdge's are rho, the Z-step spacing and the calibration size.", "",
+             "| model | budget | method | setting | top-1 before FT % | top-1 after FT % | MAC reduction |",
+             "|---|---|---|---|---|---|---|"]
+    for model, budget, method in keys:
+        rows = [r for r in entry["runs"] if (r["model"], r["budget_text"], r["method"]) == (model, budget, method)]
+        rows += [r for r in tuned if (r["model"], r["budget_text"], r["method"]) == (model, budget, method)]
+        for r in rows:
+            lines.append(f"| {model} | {budget} | {method} | {_setting(r)} | {_pct(r['accuracy_before_finetune'])} | "
+                         f"{_pct(r['accuracy_after_finetune'])} | {r['mac_reduction']:.2f}x |")
+    return lines
 
 
 def _pct(value) -> str:
@@ -98,6 +131,10 @@ def _profile_markdown(name: str, entry: dict[str, Any], report_path: Path) -> li
                 f"{_pct(met['filter_ratio'])}% | {_pct(met['macs_ratio'])}% | {r['mac_reduction']:.2f}x | "
                 f"{r['params']:,} | {r['latency']['median_ms']:.3f} | {speedup:.2f}x | {r['seconds']['prune']:.0f} | "
                 f"{r['seconds']['total']:.0f} |")
+    lines += _tuning_markdown(entry)
+    analysis = entry["folder"] / ANALYSIS_NAME
+    if analysis.exists():
+        lines += ["", analysis.read_text(encoding="utf-8").strip()]
     lines += ["", "Methods: " + "; ".join(f"`{k}` {m.label}" for k, m in METHODS.items()) + ". "
               "`pruning s` is the time to choose the channels (scoring + selection; EasiEdge: the ADMM epochs), "
               "`total s` adds the fine-tune. `uniform_l1` at a MAC budget uses the smallest uniform ratio that "

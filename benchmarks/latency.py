@@ -108,6 +108,12 @@ def model_specs() -> dict[str, dict[str, Any]]:
                                    "classes=10)",
                         "input": centred},
         "vgg_small": {"build": lambda: zoo.vgg_small(seed=0), "builder": "zoo.vgg_small(seed=0)", "input": raw},
+        # The trained baselines of the compare benchmark's cpu profile (benchmarks/cache/<name>.keras, made by
+        # ``python -m benchmarks.compare --profile cpu``): real TBAA selections on trained weights, width 0.25.
+        "vgg16_w0.25_cpu": {"build": lambda: zoo.vgg16_cifar(width=0.25, seed=0),
+                            "builder": "zoo.vgg16_cifar(width=0.25, seed=0)", "input": raw},
+        "resnet56_w0.25_cpu": {"build": lambda: zoo.resnet56(width=0.25, seed=0),
+                               "builder": "zoo.resnet56(width=0.25, seed=0)", "input": raw},
     }
 
 
@@ -128,7 +134,7 @@ def score_channels(model, analysis, trained: bool, calibration: np.ndarray) -> t
     start = time.perf_counter()
     if trained:
         scores = importance.tbaa(model, calibration, analysis=analysis, batch_size=64, progress=False)
-        info = {"criterion": "tbaa", "variant": "auto (expected for 10 classes)",
+        info = {"criterion": "tbaa", "variant": "auto (top3)",
                 "calibration_images": int(len(calibration))}
     else:
         scores = importance.l2_norm(model, analysis=analysis)
@@ -636,7 +642,8 @@ def _names(text: str) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", type=_names, default=None, help=f"comma-separated, from {', '.join(DEFAULT_MODELS)}")
+    p.add_argument("--models", type=_names, default=None,
+                   help=f"comma-separated, from {', '.join(model_specs())} (default {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--ratios", type=_floats, default=None, help="filter ratios removed (default 0,0.5,0.8)")
     p.add_argument("--runs", type=int, default=None, help="timed runs per configuration and runtime (default 200)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the runs are split into (default 5)")
@@ -670,9 +677,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    unknown = set(args.models) - set(DEFAULT_MODELS)
+    unknown = set(args.models) - set(model_specs())
     if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(DEFAULT_MODELS)}")
+        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(model_specs())}")
     if not args.ratios or min(args.ratios) != 0.0:
         p.error("--ratios must include 0 (the reference of every speedup)")
     args.ratios = sorted(set(args.ratios))
@@ -720,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                   "run_date": report["date"], "settings": report["settings"]}
         report["wall_seconds"] = round(time.perf_counter() - start, 1)
         common.write_json_atomic(out.with_suffix(".json"), report)  # after every model: a long run can be watched
-    order = [m for m in DEFAULT_MODELS if m in report["models"]]
+    order = [m for m in model_specs() if m in report["models"]]
     report["models"] = {m: report["models"][m] for m in order}
     common.write_json_atomic(out.with_suffix(".json"), report)
     print(write_report(report, out))

@@ -42,6 +42,26 @@ def test_arguments_select_and_default_report_path(tmp_path):
         compare.parse_args(["--methods", "l1,magic"])
 
 
+def test_tuning_settings_override_only_what_comes_after_the_baseline(tmp_path):
+    args = compare.parse_args(["--profile", "tiny", "--set", "finetune_lr=0.03", "--set", "min_fraction=0.1",
+                               "--results-dir", str(tmp_path)])
+    assert args.set == {"finetune_lr": "0.03", "min_fraction": "0.1"}
+    base = compare.PROFILES["tiny"]
+    tuned = base.with_overrides(args.set)
+    assert (tuned.finetune_lr, tuned.min_fraction) == (0.03, 0.1)
+    assert tuned.train_config("vgg16") == base.train_config("vgg16")  # the same cached baseline
+    assert compare.tuning_tag(args.set) == "finetune_lr=0.03,min_fraction=0.1"
+    assert "--set finetune_lr=0.03 --set min_fraction=0.1" in compare._command(args)
+    for bad in (["--set", "baseline_epochs=3"], ["--set", "finetune_lr=fast"], ["--set", "finetune_lr"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--profile", "tiny", *bad])
+    # a result recorded before a field existed still matches while that field holds its default
+    stored = base.as_dict()
+    del stored["min_fraction"]
+    assert base.matches(stored) and not tuned.matches(stored)
+    assert not base.matches({**stored, "unknown": 1}) and not base.matches(None)
+
+
 def test_profiles_give_every_method_the_same_epochs():
     for profile in compare.PROFILES.values():
         assert 0 < profile.admm_epochs < profile.finetune_epochs
@@ -168,3 +188,18 @@ def test_report_and_plot_written_and_runs_resumed(tiny):
     before = path.stat().st_mtime_ns
     assert compare.main([*tiny["common"], "--methods", "l1", "--budgets", MACS_RUNS[1]]) == 0
     assert path.stat().st_mtime_ns == before, "an existing result must be skipped without --force"
+
+
+@pytest.mark.slow
+def test_a_tuning_run_prunes_the_same_baseline_and_is_tabled(tiny):
+    budget = MACS_RUNS[1]
+    assert compare.main([*tiny["common"], "--methods", "l1", "--budgets", budget,
+                         "--set", "min_fraction=0.25"]) == 0
+    folder = tiny["root"] / "results" / "tiny-tuning" / "min_fraction=0.25"
+    record = json.loads((folder / f"{compare.run_stem(MODEL, 'l1', budget)}.json").read_text())
+    assert record["overrides"] == {"min_fraction": "0.25"} and record["profile_config"]["min_fraction"] == 0.25
+    assert record["baseline"] == tiny["runs"][("l1", budget)]["baseline"]  # the same baseline, not retrained
+    assert all(len(g["kept"]) >= math.ceil(0.25 * g["size"]) for g in record["plan"]["groups"].values())
+    assert record["command"].endswith("--set min_fraction=0.25")
+    report = (tiny["root"] / "RESULTS.md").read_text()
+    assert "### Tuning" in report and "| min_fraction=0.25 |" in report and "| profile default |" in report

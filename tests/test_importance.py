@@ -157,3 +157,17 @@ def test_top3_is_the_expectation_when_there_are_three_classes(data):
             np.testing.assert_allclose(top, exp, rtol=1e-4)
         else:
             assert np.all(top <= exp * (1 + 1e-5)) and np.all(top > 0)
+
+
+@pytest.mark.parametrize("criterion, order", [(imp.l1_norm, 1), (imp.l2_norm, 2)])
+def test_norms_average_over_a_groups_producers(criterion, order):
+    # A residual group's channel is written by every block; a sum would make it N times an ordinary channel.
+    m = _residual_net()
+    scores = criterion(m, analysis=te.analyze(m))
+
+    def norms(name):
+        k = m.get_layer(name).get_weights()[0].reshape(-1, m.get_layer(name).filters)
+        return np.linalg.norm(k, ord=order, axis=0)
+
+    np.testing.assert_allclose(scores["c1"], (norms("c1") + norms("c2")) / 2, rtol=1e-6)
+    np.testing.assert_allclose(scores["c3"], norms("c3"), rtol=1e-6)

@@ -80,3 +80,25 @@ def test_impossible_budgets(mobilenet):
 def test_parse_budget():
     assert parse_budget("filters:0.8") == FilterBudget(0.8)
     assert parse_budget("macs:0.5") == MacsBudget(0.5)
+
+
+def test_min_fraction_keeps_a_share_of_every_group(mobilenet):
+    m, a = mobilenet
+    scores = {g: np.asarray(s) for g, s in imp.l1_norm(m, analysis=a).items()}
+    # make one group the globally least important: without a floor it loses all but one channel
+    victim = max(scores, key=lambda g: a.groups[g].size)
+    scores[victim] = scores[victim] * 0.0 - 1.0
+    total = sum(g.size for g in a.prunable_groups.values())
+    bare = select(a, scores, FilterBudget(0.6))
+    assert len(bare.kept[victim]) == 1
+    plan = select(a, scores, FilterBudget(0.6), min_fraction=0.1)
+    assert plan.removed_channels() == int(0.6 * total)  # the budget is still met exactly
+    assert all(len(k) >= np.ceil(0.1 * plan.group_sizes[g]) for g, k in plan.kept.items())
+    assert len(plan.kept[victim]) == int(np.ceil(0.1 * a.groups[victim].size))
+    assert plan.metadata["min_fraction"] == 0.1
+    macs = select(a, scores, MacsBudget(0.5), min_fraction=0.25)
+    assert all(len(k) >= np.ceil(0.25 * macs.group_sizes[g]) for g, k in macs.kept.items())
+    with pytest.raises(ValueError, match="min_fraction"):
+        select(a, scores, FilterBudget(0.5), min_fraction=1.0)
+    with pytest.raises(ValueError, match="cannot remove"):
+        select(a, scores, FilterBudget(0.95), min_fraction=0.5)

@@ -8,7 +8,7 @@ from tfmot_easiedge.graph import (ChannelGroup, ChannelRule, GraphError, ModelAn
                                   register_rule)
 from tfmot_easiedge.metrics import count_macs, count_params, layer_macs
 from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.rewrite import masked_copy, slim
+from tfmot_easiedge.rewrite import masked_copy, recalibrate_batchnorm, slim
 from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
 from tfmot_easiedge import data, export, importance, report  # noqa: E402  (subpackages, exposed by name)
 from tfmot_easiedge.metrics.latency import LatencyResult, measure_latency
@@ -16,5 +16,5 @@ from tfmot_easiedge.admm import (ADMMUpdate, EasiEdge, EasiEdgeResult, MaskedFin
                                  strip_pruning)
 
 __all__ = ["data", "report", "ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
-           "strip_pruning", "LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
+           "strip_pruning", "recalibrate_batchnorm", "LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
            "analyze", "count_macs", "count_params", "layer_macs", "masked_copy", "register_rule", "slim"]

@@ -161,7 +161,8 @@ class ADMMUpdate(keras.callbacks.Callback):
             else:
                 scores = self._score(None, w_np)
             plan = select(st.analysis, scores, self._budget, min_channels=s.get("min_channels", 1),
-                          round_to=s.get("round_to"), protect=s.get("protect", ()))
+                          round_to=s.get("round_to"), protect=s.get("protect", ()),
+                          min_fraction=s.get("min_fraction", 0.0))
         plan.metadata.update({"importance": self._criterion_name, "zstep": st.zsteps() + 1})
         changed = sum(int(np.sum(plan.kept_mask(g) != previous.kept_mask(g))) for g in plan.kept if g in previous.kept)
         masks = st.masks(plan)

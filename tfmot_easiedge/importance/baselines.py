@@ -40,22 +40,33 @@ def _norm(model, analysis, order: int) -> ScoreTable:
     analysis = _analysis(model, analysis)
     table = {gid: np.zeros(g.size) for gid, g in analysis.prunable_groups.items()}
     for gid, g in analysis.prunable_groups.items():
+        counts = np.zeros(g.size)
         for name in g.producers:
             node = analysis.graph.node(name)
             k = _producer_kernel(node.layer)
             k = k.reshape(-1, k.shape[-1])
             norms = np.abs(k).sum(0) if order == 1 else np.sqrt((k ** 2).sum(0))
             _accumulate(analysis, node.outputs[0], norms, {gid: table[gid]})
+            _accumulate(analysis, node.outputs[0], np.ones_like(norms), {gid: counts})
+        table[gid] /= np.maximum(counts, 1.0)
     return table
 
 
 def l1_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
-    """Sum over the group's producers of each filter's L1 norm (Li et al., 2017). ``data`` is unused."""
+    """Each filter's L1 norm (Li et al., 2017), averaged over the producers coupled into its channel.
+
+    A residual group has one producer per block writing into the same channels; a sum would score such a
+    channel ~N times an ordinary one and a global selection would never prune it, so the norms are averaged
+    (Torch-Pruning's default group reduction is a mean, too). ``data`` is unused.
+    """
     return _norm(model, analysis, 1)
 
 
 def l2_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
-    """Sum over the group's producers of each filter's L2 norm. ``data`` is unused."""
+    """Each filter's L2 norm, averaged over the producers coupled into its channel (see ``l1_norm``).
+
+    ``data`` is unused.
+    """
     return _norm(model, analysis, 2)
 
 

@@ -141,9 +141,12 @@ def test_tflite_float16_round_trip(net, tmp_path):
     result = export.tflite(net, tmp_path / "f16.tflite", quantization="float16", sample_inputs=_images(16))
     _check_result(result, tmp_path / "f16.tflite", "tflite", "float16", 16)
     assert result.max_rel_diff <= 1e-2, result.summary()
-    assert result.size_bytes < f32.size_bytes  # the slim nets are small: the flatbuffer overhead dominates
+    # The slim nets are so small that the float16 file, with its dequantize ops, can be the larger one;
+    # what must hold is that every kernel weight is stored in float16.
     interpreter = tflite_mod.make_interpreter(result.path)
-    assert np.float16 in {d["dtype"] for d in interpreter.get_tensor_details()}
+    n16 = sum(int(np.prod(d["shape"])) for d in interpreter.get_tensor_details() if d["dtype"] == np.float16)
+    kernels = sum(int(np.prod(w.shape)) for w in net.weights if "kernel" in w.path)
+    assert n16 >= kernels > 0
     assert not f32.verified and f32.max_rel_diff is None
 
 

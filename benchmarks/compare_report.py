@@ -143,7 +143,8 @@ def _profile_markdown(name: str, entry: dict[str, Any], report_path: Path) -> li
 
 
 def plot(entry: dict[str, Any], path: Path) -> Path | None:
-    """Top-1 after fine-tune against MAC reduction, one panel per model, one line per method (Agg canvas)."""
+    """Top-1 after fine-tune against MAC reduction, one panel per model (Agg canvas): per method a line
+    through its MAC-budget runs and hollow markers for its filter-budget runs."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -159,17 +160,25 @@ def plot(entry: dict[str, Any], path: Path) -> Path | None:
     axes = fig.subplots(1, len(models), squeeze=False)[0]
     for ax, model in zip(axes, models):
         for i, method in enumerate(METHODS):
-            points = sorted((r["mac_reduction"], 100 * r["accuracy_after_finetune"]) for r in entry["runs"]
-                            if r["model"] == model and r["method"] == method)
-            if points:
-                ax.plot(*zip(*points), marker=_MARKERS[i % len(_MARKERS)], label=method)
+            runs = [r for r in entry["runs"] if r["model"] == model and r["method"] == method]
+            marker, color = _MARKERS[i % len(_MARKERS)], f"C{i}"
+            # MAC budgets (the comparable runs) as a line; filter budgets as hollow markers, unconnected:
+            # their MAC reductions differ from method to method
+            for kind, style in (("macs", {"linestyle": "-"}), ("filters", {"linestyle": "none",
+                                                                              "markerfacecolor": "none"})):
+                points = sorted((r["mac_reduction"], 100 * r["accuracy_after_finetune"]) for r in runs
+                                if r["budget"]["kind"] == kind)
+                if points:
+                    ax.plot(*zip(*points), marker=marker, color=color, **style,
+                            label=method if kind == "macs" or not any(r["budget"]["kind"] == "macs" for r in runs)
+                            else None)
         ax.axhline(100 * entry["baselines"][model]["accuracy"], color="grey", linestyle="--", label="baseline")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("MAC reduction (baseline MACs / slim MACs)")
         ax.set_ylabel("top-1 after fine-tune (%)")
         ax.set_title(f"{model} (width {entry['baselines'][model]['width']:g})")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, title="filled: MAC budgets\nhollow: filter budgets", title_fontsize=7)
     fig.savefig(path, dpi=110)
     os.chmod(path, 0o644)
     return path

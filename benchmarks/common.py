@@ -350,6 +350,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
     if x_val is not None and best.best_weights is not None:
         model.set_weights(best.best_weights)
         selected_epoch = best.best_epoch
+    before = None
     if cfg.recalibrate_bn:
         from tfmot_easiedge import recalibrate_batchnorm
 
@@ -369,6 +370,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
         "params": int(model.count_params()),
         "macs": _count_macs(model),
         "test_accuracy": test["accuracy"],
+        "test_accuracy_before_bn": before,  # None: the statistics were not re-estimated
         "test_loss": test["loss"],
         "test_images": test["n"],
         "train_images": int(len(x_train)),

@@ -277,7 +277,7 @@ def baseline_record(profile: Profile, model: str, cache_dir: Path, data: Data, l
             "cache_name": path.stem, "accuracy": accuracy(net, data), "test_images": int(len(data.y_test)),
             "params": int(count_params(net)), "macs": int(count_macs(net)),
             "latency": tflite_latency(net, data, profile),
-            "training": {k: trained.get(k) for k in ("test_accuracy", "test_images", "train_images", "val_images",
+            "training": {k: trained.get(k) for k in ("test_accuracy", "test_accuracy_before_bn", "test_images", "train_images", "val_images",
                                                      "epochs", "selected_epoch", "selected_on", "seconds",
                                                      "seconds_per_epoch", "recipe", "config", "date")},
             "profile_config": profile.as_dict(), "machine": common.machine_info(), "date": _now()}

@@ -460,6 +460,25 @@ def test_missing_tflite_runtime_gives_pip_hint(small_net, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_with_a_dead_layer_names_it_and_writes_nothing(tmp_path):
+    # A layer whose channels never pass ReLU on the calibration data (a real case: ResNet-56 cut to one
+    # channel per group) gets an empty int8 range; LiteRT then cannot prepare the file. The export must say
+    # which tensor and why, and leave no file.
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(2, 3, padding="same", name="dead_conv")(x)
+    h = keras.layers.Conv2D(4, 3, padding="same", name="after")(keras.layers.ReLU()(h))
+    model = keras.Model(x, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))))
+    kernel, bias = model.get_layer("dead_conv").get_weights()
+    model.get_layer("dead_conv").set_weights([kernel, np.full_like(bias, -1000.0)])  # never positive
+    data = np.random.default_rng(0).normal(size=(64, 16, 16, 3)).astype("float32")
+    path = tmp_path / "dead.tflite"
+    with pytest.raises(export.ExportVerificationError, match=r"constant zero on the representative data") as info:
+        export.tflite(model, path, quantization="int8", representative_data=data)
+    assert "dead_conv" in str(info.value) and "min_fraction" in str(info.value)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    assert export.tflite(model, tmp_path / "f32.tflite").max_rel_diff <= 1e-4  # float is fine
+
+
 # ----------------------------------------------------------------------------- TensorRT
 
 

@@ -223,9 +223,48 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
         with open(tmp, "xb") as f:
             f.write(flatbuffer)
         if verify:
-            run = signature_runner(tmp, specs)
             _, runtime = interpreter_class()
-            metrics = _common.verify(
-                model, lambda b: _common.run_in_chunks(run, b, _VERIFY_CHUNK), inputs,
-                what=f"TFLite {precision}", tolerance=tolerance, min_top1_agreement=min_top1_agreement)
+            try:
+                run = signature_runner(tmp, specs)
+                metrics = _common.verify(
+                    model, lambda b: _common.run_in_chunks(run, b, _VERIFY_CHUNK), inputs,
+                    what=f"TFLite {precision}", tolerance=tolerance, min_top1_agreement=min_top1_agreement)
+            except _common.ExportVerificationError:
+                raise
+            except RuntimeError as e:  # the runtime could not prepare or run the file
+                raise _common.ExportVerificationError(_unrunnable_message(tmp, precision, e)) from e
     return _common.make_result("tflite", Path(final), precision, metrics, runtime, watch)
+
+
+#: The scale the converter gives a tensor whose calibrated range is empty (constant zero).
+_EMPTY_RANGE_SCALE = 1e-7
+
+
+def zero_range_tensors(model_path: str | os.PathLike) -> list[str]:
+    """Names of the int8 tensors of a quantized .tflite file whose calibrated range was empty.
+
+    The converter quantizes a tensor that was constant zero on the representative data (a layer whose
+    kept channels are all dead after ReLU, common after heavy pruning) with a scale of about 1e-8; the
+    consumers' requantization multipliers then overflow, and LiteRT fails to prepare the model (XNNPACK:
+    "failed to create XNNPACK runtime"; the reference kernels abort).
+    """
+    interpreter = make_interpreter(model_path)
+    names = []
+    for t in interpreter.get_tensor_details():
+        scales = np.asarray(t["quantization_parameters"]["scales"])
+        if t["dtype"] == np.int8 and scales.size and float(scales.max()) < _EMPTY_RANGE_SCALE:
+            names.append(t["name"])
+    return names
+
+
+def _unrunnable_message(path, precision: str, error: Exception) -> str:
+    message = f"TFLite {precision}: the runtime cannot run the converted file ({str(error).rstrip('.')})"
+    dead = zero_range_tensors(path) if precision == "int8" else []
+    if dead:
+        shown = ", ".join(dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
+        message += (f". {len(dead)} tensor(s) were constant zero on the representative data, so int8 "
+                    f"calibration gave them an empty range: {shown}. Their layers' kept channels are all dead "
+                    "(never positive after ReLU) on that data, typically after pruning a layer to very few "
+                    "channels: keep more of them (select(..., min_fraction=...)), fine-tune, or calibrate on "
+                    "data that activates them. Float exports are not affected")
+    return message + "; nothing was written."

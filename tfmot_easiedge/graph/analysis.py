@@ -205,6 +205,7 @@ def analyze(model: keras.Model) -> ModelAnalysis:
                     width = graph.tensors[tid].channels
                     if m is not None and width is not None and len(m) != width:
                         raise StopAnalysis(f"rule gave {len(m)} channels for a tensor of {width}")
+                _mark_fused_softmax(node, out_maps, ctx)
             except StopAnalysis as e:
                 reason = str(e)
                 out_maps = None
@@ -230,6 +231,20 @@ def analyze(model: keras.Model) -> ModelAnalysis:
         if ctx.maps[tid] is not None:
             coupling.block(ctx.maps[tid], "reaches a model output")
     return _build_analysis(graph, coupling, ctx.maps, rules, stops)
+
+
+def _mark_fused_softmax(node: GraphNode, out_maps, ctx) -> None:
+    """A softmax given as a layer's ``activation=`` (e.g. ``Conv2D(..., activation="softmax")``) normalises
+    over the output channels, so removing one changes the others: the output channels are approximate.
+    (``Activation`` layers are handled by their own rule.)"""
+    if isinstance(node.layer, keras.layers.Activation):
+        return
+    fn = getattr(node.layer, "activation", None)
+    name = getattr(fn, "__name__", None)
+    if name in ("softmax", "log_softmax"):
+        for m in out_maps:
+            if m is not None:
+                ctx.mark_approximate(m, f"{node.name}: activation={name} over the channel axis")
 
 
 def _shared_weighted_layers(graph: ModelGraph) -> dict[int, int]:

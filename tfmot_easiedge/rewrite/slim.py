@@ -15,7 +15,9 @@ def slim(model: keras.Model, plan: PruningPlan, *, analysis: ModelAnalysis | Non
     """Returns a new model with the plan's removed channels physically gone; ``model`` is untouched.
 
     Kernels, biases, BatchNorm statistics, depthwise kernels and the Dense rows after a Flatten are
-    sliced to the kept channels. Nested models are inlined into one functional model.
+    sliced to the kept channels. Nested models are inlined into one functional model. It is called like
+    ``model``: the same input structure (e.g. a dict of named inputs) and output structure (a tensor, a
+    list or a dict of outputs).
 
     Example:
         >>> import keras, numpy as np
@@ -113,8 +115,10 @@ def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, 
     inputs = [keras.Input(shape=graph.tensors[t].shape[1:], dtype=graph.tensors[t].dtype, name=name)
               for t, name in zip(graph.input_ids, graph.input_names)]
     outputs = graph.run(inputs, layer_fn=layer_fn)
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
-                       name=model.name + suffix)
+    # the graph's inputs and outputs are the model's, flattened in Keras's order: restore the structure
+    # (a dict of named inputs, a dict or list of outputs) so the rewritten model is called like the original
+    return keras.Model(keras.tree.pack_sequence_as(model.input, inputs),
+                       keras.tree.pack_sequence_as(model.output, outputs), name=model.name + suffix)
 
 
 def _from_config(layer, config: dict):

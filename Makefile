@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/easiedge demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=20 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

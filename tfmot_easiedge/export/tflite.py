@@ -190,7 +190,9 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
         ValueError: an unknown quantization, ``"int8"`` without representative data, or ``int8_io``
             without ``"int8"``.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ExportVerificationError: the file disagrees with Keras beyond the tolerance.
+        ExportVerificationError: the file disagrees with Keras beyond the tolerance, or the runtime cannot
+            run it (for int8, the message names the tensors that were constant zero on the
+            representative data: layers whose kept channels are all dead).
 
     Example:
         >>> from tfmot_easiedge import export

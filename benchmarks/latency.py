@@ -434,12 +434,6 @@ def _config_label(ratio: float, round_to: int | None, kind: str = "filters") -> 
 FLOOR_LABEL = "floor (1 channel/group)"
 
 
-def _budget(kind: str, ratio: float):
-    import tfmot_easiedge as te
-
-    return te.FilterBudget(ratio) if kind == "filters" else te.MacsBudget(ratio)
-
-
 def prune_to_floor(model, analysis, scores: dict):
     """Every prunable group cut to its one best-scored channel: what does not shrink with channels.
 
@@ -490,7 +484,7 @@ def run_model(name: str, args, data: dict[str, np.ndarray], log: Callable[[str],
                 slim, kept = prune_to_floor(model, analysis, scores)
             else:
                 label = _config_label(ratio, round_to, kind)
-                budget = _budget(kind, ratio)
+                budget = te.parse_budget(f"{kind}:{ratio}")
                 described = budget.describe()
                 try:
                     slim, kept = prune(model, analysis, scores, budget, round_to, args.min_fraction)

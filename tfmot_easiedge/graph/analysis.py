@@ -234,11 +234,8 @@ def analyze(model: keras.Model) -> ModelAnalysis:
 
 
 def _mark_fused_softmax(node: GraphNode, out_maps, ctx) -> None:
-    """A softmax given as a layer's ``activation=`` (e.g. ``Conv2D(..., activation="softmax")``) normalises
-    over the output channels, so removing one changes the others: the output channels are approximate.
-    (``Activation`` layers are handled by their own rule.)"""
-    if isinstance(node.layer, keras.layers.Activation):
-        return
+    """A softmax in a layer's ``activation`` (``Activation("softmax")``, ``Conv2D(..., activation="softmax")``)
+    normalises over the output channels, so removing one changes the others: they are approximate."""
     fn = getattr(node.layer, "activation", None)
     name = getattr(fn, "__name__", None)
     if name in ("softmax", "log_softmax"):

@@ -130,19 +130,6 @@ class PassThroughRule(ChannelRule):
         return [m for _ in node.outputs]
 
 
-class ActivationRule(PassThroughRule):
-    """Activation layers: exact pass-through, except a softmax over channels (removal renormalises)."""
-
-    def propagate(self, node, ctx):
-        fn = getattr(node.layer, "activation", None)
-        name = getattr(fn, "__name__", str(fn))
-        if name in ("softmax", "log_softmax"):
-            m = _single(ctx.in_maps(node))
-            ctx.mark_approximate(m, f"{node.name}: {name} over the channel axis")
-            return [m]
-        return super().propagate(node, ctx)
-
-
 class PerChannelRule(PassThroughRule):
     """Pass-through with per-channel weights sliced along their last axis (BatchNorm, PReLU, LayerScale...)."""
 
@@ -584,7 +571,9 @@ def _register_builtins() -> None:
         if cls is not None:
             register_rule(cls, GlobalPoolRule() if name.startswith("Global") else passthrough)
     register_rule(L.Softmax, PassThroughRule(approximate="softmax over the channel axis"))
-    register_rule(L.Activation, ActivationRule(), override=True)
+    # a softmax over the channels (as an Activation layer or any layer's activation=) is marked
+    # approximate by the analysis itself, for every rule (graph.analysis._mark_fused_softmax)
+    register_rule(L.Activation, PassThroughRule(), override=True)
     merge = MergeRule()
     for cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
         register_rule(cls, merge)

@@ -117,8 +117,25 @@ def _rebuild(model, analysis: ModelAnalysis, plan: PruningPlan, make: Callable, 
     outputs = graph.run(inputs, layer_fn=layer_fn)
     # the graph's inputs and outputs are the model's, flattened in Keras's order: restore the structure
     # (a dict of named inputs, a dict or list of outputs) so the rewritten model is called like the original
-    return keras.Model(keras.tree.pack_sequence_as(model.input, inputs),
-                       keras.tree.pack_sequence_as(model.output, outputs), name=model.name + suffix)
+    in_struct, out_struct = io_structure(model)
+    return keras.Model(keras.tree.pack_sequence_as(in_struct, inputs),
+                       keras.tree.pack_sequence_as(out_struct, outputs), name=model.name + suffix)
+
+
+def io_structure(model: keras.Model):
+    """The model's input and output structure (a tensor, a list or a dict of tensors).
+
+    A top-level ``keras.Sequential`` built from an ``Input`` has never been *called*, so its ``input`` and
+    ``output`` properties raise; its ``inputs``/``outputs`` lists are defined, and a Sequential model has one
+    input and one output.
+    """
+    try:
+        return model.input, model.output
+    except AttributeError:
+        inputs, outputs = list(model.inputs or []), list(model.outputs or [])
+        if not inputs or not outputs:
+            raise ValueError(f"model {model.name!r} has no defined inputs: build it on a keras.Input first")
+        return (inputs[0] if len(inputs) == 1 else inputs), (outputs[0] if len(outputs) == 1 else outputs)
 
 
 def _from_config(layer, config: dict):

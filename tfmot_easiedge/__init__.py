@@ -2,19 +2,26 @@
 
 The flow: ``analyze`` a model into channel groups, score channels, ``select`` a ``PruningPlan`` under a
 budget, then ``slim`` the model (or prune while training with ADMM) and export it.
-"""
-from tfmot_easiedge._version import __version__
-from tfmot_easiedge.graph import (ChannelGroup, ChannelRule, GraphError, ModelAnalysis, Stop, analyze,
-                                  register_rule)
-from tfmot_easiedge.metrics import count_macs, count_params, layer_macs
-from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.rewrite import masked_copy, recalibrate_batchnorm, slim
-from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
-from tfmot_easiedge import data, export, importance, report  # noqa: E402  (subpackages, exposed by name)
-from tfmot_easiedge.metrics.latency import LatencyResult, measure_latency
-from tfmot_easiedge.admm import (ADMMUpdate, EasiEdge, EasiEdgeResult, MaskedFineTune, hard_prune, prune_filters,
-                                 strip_pruning)
 
-__all__ = ["data", "report", "ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
-           "strip_pruning", "recalibrate_batchnorm", "LatencyResult", "export", "measure_latency", "FilterBudget", "MacsBudget", "importance", "parse_budget", "select", "ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "PruningPlan", "Stop", "__version__",
-           "analyze", "count_macs", "count_params", "layer_macs", "masked_copy", "register_rule", "slim"]
+``import tfmot_easiedge`` imports neither Keras nor TensorFlow: every public name is loaded the first time
+it is used (PEP 562), so ``easiedge --help`` and the TFLite-only tools start fast.
+"""
+from tfmot_easiedge._lazy import install_lazy_attributes
+from tfmot_easiedge._version import __version__
+
+_NAMES = {
+    **dict.fromkeys(["ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "Stop", "analyze", "register_rule"],
+                    "tfmot_easiedge.graph"),
+    **dict.fromkeys(["count_macs", "count_params", "layer_macs"], "tfmot_easiedge.metrics"),
+    "PruningPlan": "tfmot_easiedge.plan",
+    **dict.fromkeys(["masked_copy", "recalibrate_batchnorm", "slim"], "tfmot_easiedge.rewrite"),
+    **dict.fromkeys(["FilterBudget", "MacsBudget", "parse_budget", "select"], "tfmot_easiedge.selection"),
+    **dict.fromkeys(["LatencyResult", "measure_latency"], "tfmot_easiedge.metrics.latency"),
+    **dict.fromkeys(["ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
+                     "strip_pruning"], "tfmot_easiedge.admm"),
+}
+_SUBPACKAGES = ("data", "export", "importance", "report")
+
+install_lazy_attributes(__name__, _NAMES, _SUBPACKAGES)
+
+__all__ = sorted([*_NAMES, *_SUBPACKAGES, "__version__"])

@@ -16,11 +16,11 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -69,36 +69,9 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-class _NotCached(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _cache_only_downloads():
-    """While active, Keras's downloader serves files from its cache and fails instead of downloading.
-
-    ``keras.applications`` has no offline switch, so its one download function is wrapped for the call.
-    """
-    from keras.src.backend import config
-    from keras.src.utils import file_utils
-
-    original = file_utils.get_file
-
-    def get_file(fname=None, origin=None, *args, cache_subdir="datasets", cache_dir=None, **kwargs):
-        base = os.path.expanduser(cache_dir or config.keras_home())
-        if not fname or not os.path.isfile(os.path.join(base, cache_subdir, fname)):
-            raise _NotCached(fname or origin)
-        return original(fname, origin, *args, cache_subdir=cache_subdir, cache_dir=cache_dir, **kwargs)
-
-    file_utils.get_file = get_file
-    try:
-        yield
-    finally:
-        file_utils.get_file = original
-
-
-def _application(name: str, input_shape, classes: int | None):
-    """``keras.applications.NAME``: ImageNet weights from Keras's cache when there, else random weights."""
+def _application(name: str, input_shape, classes: int | None, weights: str = "imagenet"):
+    """``keras.applications.NAME`` with ``weights``: ``imagenet`` (downloaded by Keras, or from its cache),
+    ``none`` (random) or the path of a weights file."""
     import keras
 
     builder = getattr(keras.applications, name, None)
@@ -107,27 +80,26 @@ def _application(name: str, input_shape, classes: int | None):
         hint = difflib.get_close_matches(name, known, n=3)
         raise UserError(f"keras.applications has no model {name!r}"
                         + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise UserError(f"--weights {weights!r}: expected imagenet, none or an existing weights file")
+    source = None if weights == "none" else weights
     shape_kw = {"input_shape": input_shape} if input_shape else {}
     try:
-        # Keras warns about the weights it is about to load; hold that back until they turn out to be cached.
-        with _cache_only_downloads(), warnings.catch_warnings(record=True) as caught:
-            if classes in (None, 1000) and input_shape is None:
-                model = builder(weights="imagenet")
-            else:
-                base = builder(weights="imagenet", include_top=False, pooling="avg", **shape_kw)
-                head = keras.layers.Dense(classes or 1000, activation="softmax", name="predictions")(base.output)
-                model = keras.Model(base.input, head, name=base.name)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return model
-    except _NotCached:
-        _warn(f"no ImageNet weights for {name} in Keras's cache (~/.keras/models); using random weights")
+        if source is None:
+            return builder(weights=None, classes=classes or 1000, **shape_kw)
+        if classes in (None, 1000) and input_shape is None:
+            return builder(weights=source)
+        base = builder(weights=source, include_top=False, pooling="avg", **shape_kw)
+        head = keras.layers.Dense(classes or 1000, activation="softmax", name="predictions")(base.output)
+        return keras.Model(base.input, head, name=base.name)
     except (ValueError, TypeError) as e:
         raise UserError(f"keras:{name}: {str(e).splitlines()[0]}") from None
-    try:
-        return builder(weights=None, classes=classes or 1000, **shape_kw)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"keras:{name}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - Keras raises a bare Exception("URL fetch failure ...") when offline
+        if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
+            raise
+        raise UserError(f"keras:{name}: could not download the ImageNet weights ({str(e).splitlines()[0][-80:]}); "
+                        "connect to the internet, or pass --weights none (random weights) or --weights FILE"
+                        ) from None
 
 
 def _load_file(spec: str, unsafe: bool):
@@ -154,12 +126,13 @@ def _load_file(spec: str, unsafe: bool):
 
 
 def load_model(spec: str, *, unsafe: bool = False, input_shape: Sequence[int] | None = None,
-               classes: int | None = None):
+               classes: int | None = None, weights: str = "imagenet"):
     """Loads a ``.keras``/``.h5`` file (Keras safe mode unless ``unsafe``) or builds ``keras:NAME``.
 
-    ``keras:NAME`` builds ``keras.applications.NAME``: with ImageNet weights when Keras's cache
-    (``~/.keras/models``) holds them (with a new ``classes``-way softmax head when ``input_shape`` or
-    ``classes`` differ from ImageNet's), else with random weights and a warning. Nothing is downloaded.
+    ``keras:NAME`` builds ``keras.applications.NAME`` with ``weights``: ``"imagenet"`` (Keras downloads them
+    once into ``~/.keras/models``; offline without them is a one-line error), ``"none"`` (random weights) or
+    a weights file. A new ``classes``-way softmax head is added when ``input_shape`` or ``classes`` differ
+    from ImageNet's.
 
     Raises:
         UserError: a missing file, a file that is not a model, a Lambda model without ``unsafe``, an
@@ -170,15 +143,15 @@ def load_model(spec: str, *, unsafe: bool = False, input_shape: Sequence[int] | 
         (None, 10)
     """
     if spec.startswith("keras:"):
-        return _application(spec.split(":", 1)[1], tuple(input_shape) if input_shape else None, classes)
-    if input_shape or classes:
-        _warn("--input-shape and --classes apply to keras:NAME models only; ignored for a model file")
+        return _application(spec.split(":", 1)[1], tuple(input_shape) if input_shape else None, classes, weights)
+    if input_shape or classes or weights != "imagenet":
+        _warn("--input-shape, --classes and --weights apply to keras:NAME models only; ignored for a model file")
     return _load_file(spec, unsafe)
 
 
 def _model_from_args(args):
     return load_model(args.model, unsafe=args.unsafe, input_shape=_parse_shape(args.input_shape),
-                      classes=args.classes)
+                      classes=args.classes, weights=args.weights)
 
 
 def _analyze(model):
@@ -325,17 +298,36 @@ def _prune_latency(original, slim_model, args) -> dict:
 def _run_pipeline(model, train, val, args, budget):
     from tfmot_easiedge.admm import EasiEdge
 
+    import keras
+
     calibration = train.subset(args.calibration_size, seed=args.seed).x
+    options = {k: getattr(args, k) for k in ("min_fraction", "round_to") if getattr(args, k) is not None}
     pipeline = EasiEdge(budget, importance=args.importance, calibration_size=args.calibration_size, seed=args.seed,
-                        verbose=0 if args.quiet else 1)
+                        verbose=0 if args.quiet else 1, protect=_names(args.protect), **options)
+    callbacks = [keras.callbacks.TensorBoard(args.log_dir)] if args.log_dir else []
     return pipeline.run(model, (train.x, train.y), calibration_data=calibration, admm_epochs=args.admm_epochs,
                         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
-                        validation_data=None if val is None else (val.x, val.y))
+                        validation_data=None if val is None else (val.x, val.y), callbacks=callbacks)
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _check_protect(args, analysis) -> None:
+    """Every ``--protect`` name must be a group id or a layer of the model."""
+    layers = {n.name for n in analysis.graph.nodes} | set(analysis.groups)
+    unknown = [n for n in _names(args.protect) if n not in layers]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(layers), n=3)
+        raise UserError(f"--protect {unknown[0]!r} is not a layer or group of the model"
+                        + (f"; did you mean {', '.join(hint)}?" if hint else ""))
 
 
 def _prune_config(args, from_logits: bool) -> dict:
     keys = ("data", "val_data", "budget", "admm_epochs", "finetune_epochs", "importance", "calibration_size",
-            "batch_size", "rescale", "optimizer", "lr", "seed", "limit", "latency")
+            "batch_size", "rescale", "optimizer", "lr", "seed", "limit", "latency", "protect", "min_fraction",
+            "round_to")
     return {**{k: getattr(args, k) for k in keys}, "model": args.model, "from_logits": from_logits}
 
 
@@ -353,6 +345,7 @@ def cmd_prune(args) -> int:
     _check_out(Path(args.out), args.overwrite, PRUNE_FILES)
     model = _model_from_args(args)
     analysis = _analyze(model)
+    _check_protect(args, analysis)
     train = _load_data(args.data, model, split="train", what="--data", args=args, limit=args.limit)
     val = (_load_data(args.val_data, model, split="test", what="--val-data", args=args, limit=args.limit)
            if args.val_data else None)
@@ -401,7 +394,8 @@ def _export_one(model, target: str, path: Path, args, samples):
     from tfmot_easiedge import export
 
     if target == "tflite":
-        return export.tflite(model, path, quantization="int8" if args.int8 else None, representative_data=samples)
+        return export.tflite(model, path, quantization="int8" if args.int8 else None, representative_data=samples,
+                             int8_io=args.int8_io)
     if target == "onnx":
         return export.onnx(model, path, sample_inputs=samples)
     if target == "tensorrt":
@@ -411,6 +405,8 @@ def _export_one(model, target: str, path: Path, args, samples):
 
 def cmd_export(args) -> int:
     targets = _targets(args.to)
+    if args.int8_io and not args.int8:
+        raise UserError("--int8-io needs --int8: int8 inputs and outputs come with a full-integer model")
     if args.int8 and not args.data:
         raise UserError("--int8 needs --data: a few hundred images to calibrate the int8 ranges")
     if args.int8 and ("onnx" in targets or "saved_model" in targets):
@@ -529,6 +525,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (runs their code)")
     p.add_argument("--input-shape", metavar="H,W,C", help="input shape of a keras:NAME model, e.g. 32,32,3")
     p.add_argument("--classes", type=int, metavar="N", help="output classes of a keras:NAME model")
+    p.add_argument("--weights", default="imagenet", metavar="imagenet|none|FILE",
+                   help="weights of a keras:NAME model: imagenet (downloaded once by Keras; default), none "
+                        "(random) or a weights file")
 
 
 def _data_options(p: argparse.ArgumentParser, *, required: bool, help_text: str) -> None:
@@ -544,7 +543,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_prune(sub) -> None:
-    from tfmot_easiedge.importance import CRITERIA
+    from tfmot_easiedge.importance import CRITERION_NAMES
 
     p = sub.add_parser("prune", help="prune a model to a budget, fine-tune it, write the slim model and a report")
     p.add_argument("model", help="a .keras/.h5 file or keras:NAME (keras.applications)")
@@ -557,7 +556,7 @@ def _add_prune(sub) -> None:
     p.add_argument("--admm-epochs", type=int, default=10, metavar="N",
                    help="epochs of ADMM training (0: one-shot pruning of the trained weights; default 10)")
     p.add_argument("--finetune-epochs", type=int, default=5, metavar="M", help="masked fine-tune epochs (default 5)")
-    p.add_argument("--importance", default="tbaa", choices=sorted(CRITERIA), help="channel ranking (default tbaa)")
+    p.add_argument("--importance", default="tbaa", choices=sorted(CRITERION_NAMES), help="channel ranking (default tbaa)")
     p.add_argument("--calibration-size", type=int, default=512, metavar="K",
                    help="training examples used to score channels (default 512)")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="training batch size (default 64)")
@@ -569,6 +568,12 @@ def _add_prune(sub) -> None:
                                                          "runtimes (keras,tflite,onnxruntime), batch 1")
     p.add_argument("--threads", type=int, default=1, help="threads for --latency (default 1)")
     p.add_argument("--runs", type=int, default=50, help="timed runs for --latency (default 50)")
+    p.add_argument("--protect", metavar="NAMES", help="comma-separated layer names or group ids never pruned")
+    p.add_argument("--min-fraction", type=float, default=None, metavar="F",
+                   help="every group keeps at least this fraction of its channels (default 0.1)")
+    p.add_argument("--round-to", type=int, default=None, metavar="N",
+                   help="round kept channel counts up to a multiple of N (e.g. 8 for fast kernels)")
+    p.add_argument("--log-dir", metavar="DIR", help="write TensorBoard logs of the ADMM and fine-tune fits here")
     _model_options(p)
     _output_options(p)
     p.set_defaults(func=cmd_prune)
@@ -580,6 +585,8 @@ def _add_export(sub) -> None:
     p.add_argument("--to", default="tflite,onnx", help="comma-separated: tflite, onnx, tensorrt, saved_model "
                                                        "(default tflite,onnx)")
     p.add_argument("--int8", action="store_true", help="full-integer TFLite and int8 TensorRT, calibrated on --data")
+    p.add_argument("--int8-io", action="store_true",
+                   help="with --int8: int8 input and output tensors too (else float32 in and out)")
     _data_options(p, required=False, help_text="images to calibrate --int8 and to verify the exports on")
     p.add_argument("--calibration-size", type=int, default=500, metavar="K",
                    help="use the first K images of --data (default 500)")
@@ -604,7 +611,11 @@ def _add_bench(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfmot_easiedge import __version__
+
     p = _Parser(prog="easiedge", description="Global filter pruning for Keras 3 CNNs.")
+    p.add_argument("--version", action="version", version=f"easiedge (tfmot-easiedge) {__version__}")
+    p.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     a = sub.add_parser("analyze", help="channel groups, prunable share, MACs and skipped layers of a model")
     a.add_argument("model", help="a .keras/.h5 file or keras:NAME (keras.applications)")
@@ -615,6 +626,67 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_demo(sub)
     return p
+
+
+#: ``flag: (test, what it must be)`` for every numeric option; checked before any work starts.
+_NUMERIC_RULES = {
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "calibration_size": (lambda v: v >= 1, "an integer >= 1"),
+    "limit": (lambda v: v >= 1, "an integer >= 1"),
+    "threads": (lambda v: v >= 1, "an integer >= 1"),
+    "runs": (lambda v: v >= 1, "an integer >= 1"),
+    "warmup": (lambda v: v >= 0, "an integer >= 0"),
+    "admm_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "finetune_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "min_fraction": (lambda v: math.isfinite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "round_to": (lambda v: v >= 1, "an integer >= 1"),
+    "classes": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def validate_args(args) -> None:
+    """Refuses bad numbers and an ``--out`` that is the working directory or above it, before any work."""
+    for name, (ok, what) in _NUMERIC_RULES.items():
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            raise UserError(f"--{name.replace('_', '-')} must be {what}, got {value}")
+    out = getattr(args, "out", None)
+    if out is not None:
+        here, target = Path.cwd().resolve(), Path(out).resolve()
+        if target == here or target in here.parents:
+            raise UserError(f"--out {out} is the working directory or one above it; name a new directory")
+
+
+_TF_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+             "cpu_feature_guard.cc", "To enable the following instructions", "rebuild TensorFlow with")
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up banners held back (the CLI's default; ``--verbose`` skips it).
+
+    Called only by the ``easiedge`` entry point, never on library import: sets ``TF_CPP_MIN_LOG_LEVEL=2`` for
+    this process unless the user set it (logging only: numerics and speed are unchanged; oneDNN stays on),
+    and drops the banners TensorFlow writes to the stderr file descriptor while it loads; any other line
+    written then is passed on.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401 - imported for its side effect: loaded once, quietly
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in _TF_NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -631,6 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        validate_args(args)
+        file_only = args.command == "bench" and Path(args.model).suffix.lower() in (".tflite", ".onnx")
+        if not args.verbose and not file_only:
+            import_tensorflow_quietly()
         return args.func(args)
     except ExportVerificationError as e:
         print(f"easiedge: error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -13,11 +13,15 @@ Example:
 The functions shadow their submodules (``export.onnx`` is the function); reach a submodule's helpers
 with ``importlib.import_module("tfmot_easiedge.export.onnx")``.
 """
-from tfmot_easiedge.export._common import ExportResult, ExportVerificationError, MissingDependencyError
-from tfmot_easiedge.export.onnx import onnx
-from tfmot_easiedge.export.saved_model import saved_model
-from tfmot_easiedge.export.tensorrt import TensorRTUnavailableError, tensorrt
-from tfmot_easiedge.export.tflite import tflite
+from tfmot_easiedge._lazy import install_lazy_attributes
+
+# Loaded on first use (PEP 562): the exporters import Keras and TensorFlow, the names below do not need them.
+install_lazy_attributes(__name__, {
+    **dict.fromkeys(["ExportResult", "ExportVerificationError", "MissingDependencyError"],
+                    "tfmot_easiedge.export._common"),
+    "onnx": "tfmot_easiedge.export.onnx", "saved_model": "tfmot_easiedge.export.saved_model",
+    **dict.fromkeys(["TensorRTUnavailableError", "tensorrt"], "tfmot_easiedge.export.tensorrt"),
+    "tflite": "tfmot_easiedge.export.tflite"}, [])
 
 __all__ = [
     "ExportResult",

@@ -6,11 +6,15 @@ Example:
     ...                         importance="tbaa", stages=stages)  # doctest: +SKIP
     >>> report.write_report(r, "out/")  # doctest: +SKIP
 """
-from tfmot_easiedge.report.build import build_report
-from tfmot_easiedge.report.files import FILES, read_report, write_report
-from tfmot_easiedge.report.markdown import render_markdown
-from tfmot_easiedge.report.plot import plot_report
-from tfmot_easiedge.report.schema import REPORT_FORMAT, REPORT_SCHEMA, REPORT_VERSION, validate_report
+from tfmot_easiedge._lazy import install_lazy_attributes
+
+# Loaded on first use (PEP 562): building a report needs Keras, reading or writing one does not.
+install_lazy_attributes(__name__, {
+    "build_report": "tfmot_easiedge.report.build",
+    **dict.fromkeys(["FILES", "read_report", "write_report"], "tfmot_easiedge.report.files"),
+    "render_markdown": "tfmot_easiedge.report.markdown", "plot_report": "tfmot_easiedge.report.plot",
+    **dict.fromkeys(["REPORT_FORMAT", "REPORT_SCHEMA", "REPORT_VERSION", "validate_report"],
+                    "tfmot_easiedge.report.schema")}, [])
 
 __all__ = ["FILES", "REPORT_FORMAT", "REPORT_SCHEMA", "REPORT_VERSION", "build_report", "plot_report", "read_report",
            "render_markdown", "validate_report", "write_report"]

@@ -1,0 +1,153 @@
+"""The ``easiedge`` options of the front door: --version, --protect/--min-fraction/--round-to, --log-dir,
+export --int8-io, every numeric flag validated before any work, a fast --help that imports no TensorFlow, and
+TensorFlow's start-up banners held back unless --verbose."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import tfmot_easiedge as te
+from tfmot_easiedge import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _model(path):
+    x = inp = keras.Input((16, 16, 3), name="image")
+    for i, f in enumerate((16, 16)):
+        x = layers.ReLU(name=f"relu{i}")(layers.BatchNormalization(name=f"bn{i}")(
+            layers.Conv2D(f, 3, padding="same", name=f"conv{i}")(x)))
+    out = layers.Dense(4, activation="softmax", name="head")(layers.GlobalAveragePooling2D(name="gap")(x))
+    keras.Model(inp, out, name="small").save(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("opts")
+    _model(root / "m.keras")
+    rng = np.random.default_rng(0)
+    np.savez(root / "d.npz", x=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 4, 64))
+    return root
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(code, err, text):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("easiedge: error: ") and text in lines[0], err
+
+
+def _prune(files, out, *extra):
+    return ["prune", files / "m.keras", "--data", files / "d.npz", "--budget", "filters:0.75", "--importance", "l1",
+            "--calibration-size", "32", "--admm-epochs", "0", "--finetune-epochs", "1", "--batch-size", "16",
+            "--out", out, "--quiet", *extra]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert te.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value, text", [
+    ("--lr", "-1", "--lr must be a finite number > 0"),
+    ("--lr", "nan", "--lr must be a finite number > 0"),
+    ("--lr", "inf", "--lr must be a finite number > 0"),
+    ("--batch-size", "0", "--batch-size must be an integer >= 1"),
+    ("--calibration-size", "-5", "--calibration-size must be an integer >= 1"),
+    ("--limit", "0", "--limit must be an integer >= 1"),
+    ("--min-fraction", "1", "--min-fraction must be a number in [0, 1)"),
+    ("--min-fraction", "nan", "--min-fraction must be a number in [0, 1)"),
+    ("--round-to", "0", "--round-to must be an integer >= 1"),
+    ("--admm-epochs", "-1", "--admm-epochs must be an integer >= 0"),
+    ("--threads", "0", "--threads must be an integer >= 1"),
+    ("--protect", "no_such_layer", "--protect 'no_such_layer' is not a layer or group"),
+])
+def test_bad_numbers_are_refused_before_any_work(flag, value, text, files, tmp_path, capsys):
+    start = time.perf_counter()
+    code, _, err = _run(capsys, *_prune(files, tmp_path / "out", flag, value))
+    _one_line(code, err, text)
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+    assert time.perf_counter() - start < 10  # refused up front, not after a run
+
+
+def test_out_cannot_be_the_working_directory(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for out in (".", ".."):
+        code, _, err = _run(capsys, *_prune(files, out))
+        _one_line(code, err, "is the working directory or one above it")
+
+
+def test_protect_min_fraction_round_to_and_log_dir(files, tmp_path, capsys):
+    out, logs = tmp_path / "run", tmp_path / "tb"
+    code, _, err = _run(capsys, *_prune(files, out, "--protect", "conv0", "--round-to", "4", "--min-fraction",
+                                        "0.25", "--log-dir", logs, "--budget", "filters:0.25"))
+    assert code == 0, err
+    plan = te.PruningPlan.from_json((out / "plan.json").read_text())
+    conv0 = next(g for g in plan.kept if "conv0" in g)
+    assert len(plan.kept[conv0]) == 16  # protected
+    others = [len(k) for g, k in plan.kept.items() if g != conv0]
+    assert others and all(n % 4 == 0 and n >= 4 for n in others), plan.kept
+    assert any(p.name.startswith("events.out.tfevents") for p in logs.rglob("*")), list(logs.rglob("*"))
+
+
+def test_export_int8_io(files, tmp_path, capsys):
+    code, _, err = _run(capsys, "export", files / "m.keras", "--to", "tflite", "--int8-io", "--out", tmp_path / "a")
+    _one_line(code, err, "--int8-io needs --int8")
+    code, _, err = _run(capsys, "export", files / "m.keras", "--to", "tflite", "--int8", "--int8-io", "--data",
+                        files / "d.npz", "--out", tmp_path / "b", "--quiet")
+    assert code == 0, err
+    from tfmot_easiedge.export.tflite import make_interpreter
+
+    interp = make_interpreter(tmp_path / "b" / "model.tflite")
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    assert interp.get_output_details()[0]["dtype"] == np.int8
+
+
+def _fresh_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def test_import_and_help_need_no_tensorflow():
+    r = _fresh_python("import sys, tfmot_easiedge as te, tfmot_easiedge.cli\n"
+                      "print('tensorflow' in sys.modules, 'keras' in sys.modules, te.__version__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["False", "False"], r.stdout
+    best = min(_timed_help() for _ in range(3))
+    assert best < 1.0, f"easiedge --help took {best:.2f} s"
+
+
+def _timed_help() -> float:
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "tfmot_easiedge.cli", "--help"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "prune" in r.stdout, r.stderr
+    return time.perf_counter() - start
+
+
+def test_tensorflow_banners_are_held_back_unless_verbose(files):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = [sys.executable, "-m", "tfmot_easiedge.cli"]
+    quiet = subprocess.run([*run, "analyze", str(files / "m.keras")], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "oneDNN" not in quiet.stderr and "cpu_feature_guard" not in quiet.stderr, quiet.stderr
+    loud = subprocess.run([*run, "--verbose", "analyze", str(files / "m.keras")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert loud.returncode == 0 and "prunable" in loud.stdout
+    assert "oneDNN" in loud.stderr  # the banner this build prints; --verbose keeps it

@@ -6,7 +6,9 @@ directory, written under a temporary name next to it and renamed when complete, 
 nothing behind.
 
 Exit codes: 0 success, 1 a check failed (an export disagrees with Keras, the demo's slim model differs),
-2 bad input (printed as one line ``easiedge: error: ...``, no traceback), 130 interrupted.
+2 bad input or an unwritable disk (printed as one line ``easiedge: error: ...``, no traceback), 130 interrupted
+(Ctrl-C), 143 SIGTERM, 129 SIGHUP; a stopped run leaves no ``--out`` and no temporary directory behind, and
+one killed with SIGKILL leaves a hidden ``.OUT.tmp-PID-*`` that the next run into the same ``--out`` removes.
 See docs/cli.md for every flag, with examples.
 """
 from __future__ import annotations
@@ -188,13 +190,19 @@ def _check_out(out: Path, overwrite: bool, ours: Iterable[str]) -> bool:
 @contextlib.contextmanager
 def _output_dir(out: str, overwrite: bool, ours: Iterable[str]):
     """Yields a fresh temporary directory next to ``out`` that replaces ``out`` when the block succeeds."""
-    from tfmot_easiedge.export._common import atomic_output
+    from tfmot_easiedge.export._common import atomic_output, sweep_leftovers
 
     final = Path(out)
+    for left in sweep_leftovers(final):
+        _warn(f"removed {left}, left by an earlier run that was killed")
     exists = _check_out(final, overwrite, ours)
-    with atomic_output(final, overwrite=exists) as tmp:
-        tmp.mkdir()
-        yield tmp
+    try:
+        with atomic_output(final, overwrite=exists) as tmp:
+            tmp.mkdir()
+            yield tmp
+    except FileExistsError:
+        raise UserError(f"--out {out} was created by another process while this run was writing; nothing was "
+                        "replaced: choose a new directory, or pass --overwrite to replace it") from None
 
 
 # --------------------------------------------------------------------------- data
@@ -697,8 +705,43 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             TensorRTUnavailableError)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so every cleanup on the way out runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """While active, SIGTERM and SIGHUP (what timeout, Docker, Kubernetes and Slurm send) raise ``Terminated``."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    try:
+        yield
+    finally:
+        for n, h in previous.items():
+            signal.signal(getattr(signal, n), h)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``easiedge`` with ``argv`` (default ``sys.argv[1:]``) and returns the exit code."""
+    with _stop_on_signals():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from tfmot_easiedge.export import ExportVerificationError
 
     try:
@@ -714,8 +757,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"easiedge: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only or vanished directory: one line, nothing half-written
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"easiedge: error: cannot write{where}: {e.strerror or e}; nothing was written", file=sys.stderr)
+        return 2
+    except Terminated as e:
+        import signal
+
+        print(f"easiedge: stopped by {signal.Signals(e.signum).name}; nothing was written", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
-        print("easiedge: interrupted", file=sys.stderr)
+        print("easiedge: interrupted; nothing was written", file=sys.stderr)
         return 130
 
 

@@ -171,7 +171,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """
     final = check_target(path, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         yield tmp
         if not (tmp.exists() or tmp.is_symlink()):
@@ -180,6 +180,50 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     except BaseException:
         _remove(tmp)
         raise
+
+
+def sweep_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Removes what a killed writer (SIGKILL, power loss) left next to ``path``; returns what it removed.
+
+    :func:`atomic_output` names its temporary ``.NAME.tmp-PID-HEX``: one whose process is gone is removed, one
+    whose process still runs (a concurrent writer) is kept. Backups ``.NAME.old-HEX`` of an interrupted
+    directory replacement are removed only when ``path`` itself exists (else they are the only copy, and are
+    kept for the user).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> (d / ".out.tmp-999999999-abcd").mkdir()
+        >>> [p.name for p in sweep_leftovers(d / "out")]
+        ['.out.tmp-999999999-abcd']
+    """
+    final = Path(path)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for entry in sorted(final.parent.glob(f".{final.name}.tmp-*")):
+        pid_text = entry.name[len(f".{final.name}.tmp-"):].split("-", 1)[0]
+        if pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        _remove(entry)
+        removed.append(entry)
+    if final.exists():
+        for entry in sorted(final.parent.glob(f".{final.name}.old-*")):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or undeterminable: keep its files
+    return True
 
 
 def size_on_disk(path: Path) -> int:

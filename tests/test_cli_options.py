@@ -151,3 +151,17 @@ def test_tensorflow_banners_are_held_back_unless_verbose(files):
                           env=env, timeout=300)
     assert loud.returncode == 0 and "prunable" in loud.stdout
     assert "oneDNN" in loud.stderr  # the banner this build prints; --verbose keeps it
+
+
+def test_loader_keeps_keras_cause(tmp_path, capsys):
+    @keras.saving.register_keras_serializable("easiedge_test")
+    class NoSuchLayer(layers.Layer):
+        def call(self, x):
+            return x
+
+    x = keras.Input((4,))
+    keras.Model(x, NoSuchLayer()(layers.Dense(2)(x))).save(tmp_path / "custom.keras")
+    keras.saving.get_custom_objects().pop("easiedge_test>NoSuchLayer")
+    code, _, err = _run(capsys, "analyze", tmp_path / "custom.keras")
+    _one_line(code, err, "Could not locate class 'NoSuchLayer'")
+    assert "register_keras_serializable" in err and "config" not in err

@@ -120,11 +120,19 @@ def _load_file(spec: str, unsafe: bool):
         text = str(e)
         if "safe_mode" in text or "arbitrary code" in text:
             raise UserError(f"{spec} contains Python code (a Lambda layer); pass --unsafe if you trust it") from None
-        raise UserError(f"{spec} is not a loadable Keras model: {text.splitlines()[0] if text else type(e).__name__}"
-                        ) from None
+        raise UserError(f"{spec} is not a loadable Keras model: {_keras_cause(text) or type(e).__name__}") from None
     if not isinstance(model, keras.Model):
         raise UserError(f"{spec} holds a {type(model).__name__}, not a keras.Model")
     return model
+
+
+def _keras_cause(text: str) -> str:
+    """The informative part of a Keras loading error: the innermost ``Exception encountered:`` (e.g. "Could not
+    locate class 'MyLayer'. Make sure custom classes ... are decorated ..."), without the config dumps."""
+    cause = text.rsplit("Exception encountered:", 1)[-1]
+    for cut in ("Full object config", "\n\nconfig=", "config={"):
+        cause = cause.split(cut, 1)[0]
+    return " ".join(cause.split()).rstrip(" .") + "." if cause.strip() else ""
 
 
 def load_model(spec: str, *, unsafe: bool = False, input_shape: Sequence[int] | None = None,

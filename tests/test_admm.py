@@ -316,7 +316,34 @@ def test_easiedge_pipeline_and_determinism(data):
     assert r.stage("slim")["macs"] == te.count_macs(r.model) < r.stage("baseline")["macs"]
     assert r.plan.removed_channels() == 28 and r.slim_max_abs_diff <= 1e-4
     assert set(r.history) == {"admm", "finetune"} and r.timings["zsteps"] == 1 + 12 // 3
+    # the ADMM penalty is logged apart from the loss it is part of
+    assert len(r.history["admm"]["admm_penalty"]) == 2 and all(p >= 0 for p in r.history["admm"]["admm_penalty"])
     assert run().plan == r.plan  # same model, data and seed: same plan
+
+
+def test_easiedge_measures_the_baseline_like_the_slim_model(data):
+    """The baseline is measured with BatchNorm re-estimated too (on a copy), the as-given accuracy beside it,
+    so "before -> after" compares like with like; every stage says what it did."""
+    m = zoo.tiny_cnn(seed=0)
+    m.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(*data, epochs=1, batch_size=16, verbose=0)  # moving statistics now lag the weights
+    weights = [w.copy() for w in m.get_weights()]
+    val = (data[0][:48], data[1][:48])
+    r = te.EasiEdge("filters:0.5", importance="l1", verbose=0, recalibrate_bn=64).run(
+        m, data, validation_data=val, admm_epochs=0, finetune_epochs=1, batch_size=16)
+    base, slim = r.stage("baseline"), r.stage("slim")
+    assert base["batchnorm"] == slim["batchnorm"] == "re-estimated on 64 training examples"
+    assert base["accuracy_before_bn"] == top1_accuracy(m, val)  # the model as given, untouched
+    assert all(np.array_equal(a, b) for a, b in zip(weights, m.get_weights()))
+    copy = keras.models.clone_model(m)
+    copy.set_weights(m.get_weights())
+    te.recalibrate_batchnorm(copy, data[0], max_examples=64, batch_size=16)
+    assert base["accuracy"] == top1_accuracy(copy, val)
+    assert all(s["note"] for s in r.stages)
+    assert {s["stage"]: s["batchnorm"] for s in r.stages}["finetune"] == "as trained"
+    off = te.EasiEdge("filters:0.5", importance="l1", verbose=0, recalibrate_bn=0).run(
+        m, data, validation_data=val, admm_epochs=0, finetune_epochs=0)
+    assert "accuracy_before_bn" not in off.stage("baseline") and off.stage("slim")["batchnorm"] == "as trained"
 
 
 def test_easiedge_one_shot_and_errors(data):

@@ -29,8 +29,11 @@ class EasiEdgeResult:
         plan: the applied :class:`PruningPlan`.
         stages: one dict per stage (``baseline``, ``admm``, ``hard_prune``, ``finetune``, ``slim``) with
             ``accuracy`` (None without validation data), ``macs`` and ``params`` of the model as deployed
-            at that stage (the removed channels count as gone from ``hard_prune`` on). ``slim`` is measured
-            after the BatchNorm statistics were re-estimated (``recalibrate_bn``), ``finetune`` before.
+            at that stage (the removed channels count as gone from ``hard_prune`` on), ``note`` (what the
+            stage did) and ``batchnorm`` (``"as trained"`` or ``"re-estimated on N training examples"``).
+            With ``recalibrate_bn``, ``slim`` is measured after its BatchNorm statistics were re-estimated and
+            ``baseline`` the same way (on a copy; the input model is untouched); both then also carry
+            ``accuracy_before_bn``, the accuracy with the statistics as they were.
         history: ``{"admm": History.history, "finetune": History.history}``.
         timings: seconds: ``admm_fit``, ``zstep_total``, ``zstep_mean``, ``finetune_fit``, ``recalibrate``,
             ``strip``, ``total``.
@@ -161,7 +164,7 @@ class EasiEdge:
                       "shuffle": isinstance(train_data, (tuple, list))}  # a dataset shuffles itself
         fit_args = _fit_args(train_data)
         base_macs, base_params = count_macs(model), count_params(model)
-        stages = [_stage("baseline", model, validation_data, base_macs, base_params)]
+        stages = [self._baseline_stage(model, validation_data, fit_args, batch_size, base_macs, base_params)]
 
         wrapped = prune_filters(model, self.budget, importance=self.importance, rho=self.rho, protect=self.protect,
                                 min_channels=self.min_channels, round_to=self.round_to,
@@ -181,19 +184,23 @@ class EasiEdge:
             update.on_train_begin()
             update.on_train_end()
         t_admm = time.perf_counter() - t0
-        stages.append(_stage("admm", wrapped, validation_data, base_macs, base_params))
+        stages.append(_stage("admm", wrapped, validation_data, base_macs, base_params,
+                             note=f"after {admm_epochs} ADMM epochs; removed channels pulled towards zero, "
+                                  "still present" if admm_epochs else "one-shot: no ADMM training"))
 
         plan = hard_prune(wrapped)
         small, _ = strip_pruning(wrapped)
         slim_macs, slim_params = count_macs(small), count_params(small)
-        stages.append(_stage("hard_prune", wrapped, validation_data, slim_macs, slim_params))
+        stages.append(_stage("hard_prune", wrapped, validation_data, slim_macs, slim_params,
+                             note="removed channels set to zero, before fine-tuning"))
         t0 = time.perf_counter()
         if finetune_epochs > 0:
             h = wrapped.fit(*fit_args, initial_epoch=admm_epochs, epochs=admm_epochs + finetune_epochs,
                             callbacks=[MaskedFineTune(plan, verbose=self.verbose), *callbacks], **fit_kwargs)
             history["finetune"] = dict(h.history)
         t_ft = time.perf_counter() - t0
-        stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params))
+        stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params,
+                             note=f"after {finetune_epochs} masked fine-tune epochs"))
 
         t0 = time.perf_counter()
         small, plan = strip_pruning(wrapped)
@@ -202,16 +209,56 @@ class EasiEdge:
         diff = float(np.abs(np.asarray(small.predict(x, verbose=0), np.float64)
                             - np.asarray(wrapped.predict(x, verbose=0), np.float64)).max())
         t0 = time.perf_counter()
-        if self.recalibrate_bn:
-            recalibrate_batchnorm(small, fit_args[0] if len(fit_args) == 1 else fit_args,
-                                  max_examples=self.recalibrate_bn, batch_size=batch_size or 128)
+        before_bn = top1_accuracy(small, validation_data) if validation_data is not None else None
+        n_bn = self._recalibrate(small, fit_args, batch_size)
         t_recal = time.perf_counter() - t0
-        stages.append(_stage("slim", small, validation_data, slim_macs, slim_params))
+        stages.append(_stage("slim", small, validation_data, slim_macs, slim_params,
+                             note="the slim model (channels physically removed)", batchnorm=n_bn,
+                             accuracy_before_bn=before_bn if n_bn else None))
         zs = update.zstep_seconds
         timings = {"admm_fit": t_admm, "zstep_total": float(sum(zs)), "zstep_mean": float(np.mean(zs)) if zs else 0.0,
                    "zsteps": len(zs), "finetune_fit": t_ft, "recalibrate": t_recal, "strip": t_strip,
                    "total": time.perf_counter() - t_start}
         return EasiEdgeResult(small, plan, stages, history, timings, wrapped, diff, dict(update.last))
+
+
+    def _recalibrate(self, model, fit_args, batch_size) -> int:
+        """Re-estimates ``model``'s BatchNorm statistics on the training data; returns the examples used
+        (0 when ``recalibrate_bn`` is off or the model has no BatchNorm layer)."""
+        if not self.recalibrate_bn:
+            return 0
+        layers = recalibrate_batchnorm(model, fit_args[0] if len(fit_args) == 1 else fit_args,
+                                       max_examples=self.recalibrate_bn, batch_size=batch_size or 128)
+        if not layers:
+            return 0
+        n = _num_examples(fit_args)
+        return min(self.recalibrate_bn, n) if n is not None else self.recalibrate_bn
+
+    def _baseline_stage(self, model, data, fit_args, batch_size, macs: int, params: int) -> dict[str, Any]:
+        """The input model measured the way the slim model is: when the slim model's BatchNorm statistics are
+        re-estimated, so are a copy's of the baseline (the accuracy as given is kept beside it)."""
+        stage = _stage("baseline", model, data, macs, params, note="the model as given")
+        if data is None or not self.recalibrate_bn:
+            return stage
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        n_bn = self._recalibrate(copy, fit_args, batch_size)
+        if n_bn:
+            stage.update(accuracy=top1_accuracy(copy, data), accuracy_before_bn=stage["accuracy"],
+                         batchnorm=_bn_text(n_bn),
+                         note="the model as given, measured like the slim model (BatchNorm re-estimated on a copy)")
+        return stage
+
+
+def _bn_text(n: int) -> str:
+    return f"re-estimated on {n} training examples" if n else "as trained"
+
+
+def _num_examples(fit_args) -> int | None:
+    try:
+        return int(len(fit_args[0]))
+    except TypeError:
+        return None
 
 
 def _steps_per_epoch(train_data, batch_size: int | None) -> int | None:
@@ -234,9 +281,16 @@ def _fit_args(train_data) -> tuple:
     return (train_data,)
 
 
-def _stage(name: str, model, data, macs: int, params: int) -> dict[str, Any]:
-    return {"stage": name, "accuracy": None if data is None else top1_accuracy(model, data), "macs": int(macs),
-            "params": int(params)}
+def _stage(name: str, model, data, macs: int, params: int, *, note: str, batchnorm: int = 0,
+           accuracy_before_bn: float | None = None) -> dict[str, Any]:
+    """One row of ``EasiEdgeResult.stages``; ``batchnorm`` is how many examples its BatchNorm statistics were
+    re-estimated on (0: as trained)."""
+    row = {"stage": name, "accuracy": None if data is None else top1_accuracy(model, data), "macs": int(macs),
+           "params": int(params), "note": note,
+           "batchnorm": _bn_text(batchnorm)}
+    if accuracy_before_bn is not None:
+        row["accuracy_before_bn"] = float(accuracy_before_bn)
+    return row
 
 
 def top1_accuracy(model, data, batch_size: int = 256) -> float:

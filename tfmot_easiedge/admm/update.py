@@ -137,6 +137,8 @@ class ADMMUpdate(keras.callbacks.Callback):
             self.z_step()
         if logs is not None:
             logs.update(self.last)
+            # ``loss`` includes the ADMM penalty; log the penalty on its own so the data loss can be read apart
+            logs["admm_penalty"] = float(sum(float(w.penalty()) for w in self._state.wrappers))
 
     def on_train_end(self, logs=None):
         detach(self.model, self._state)

@@ -103,6 +103,11 @@ def _stage(entry: Mapping) -> dict:
            "params": int(entry["params"])}
     if "loss" in entry:
         row["loss"] = _finite(entry["loss"])
+    for key in ("note", "batchnorm"):
+        if entry.get(key) is not None:
+            row[key] = str(entry[key])
+    if entry.get("accuracy_before_bn") is not None:
+        row["accuracy_before_bn"] = _finite(entry["accuracy_before_bn"])
     return row
 
 

@@ -46,8 +46,14 @@ def _summary(report: Mapping) -> list[str]:
 
 
 def _stages(report: Mapping) -> list[str]:
-    rows = [(st["stage"], _percent(st["accuracy"]), st["macs"], st["params"]) for st in report["stages"]]
-    return ["## Accuracy and cost per stage", "", *_table(("stage", "accuracy", "MACs", "params"), rows)]
+    rows = [(st["stage"], _percent(st["accuracy"]),
+             _percent(st["accuracy_before_bn"]) if st.get("accuracy_before_bn") is not None else "",
+             st.get("batchnorm", ""), st["macs"], st["params"], st.get("note", "")) for st in report["stages"]]
+    return ["## Accuracy and cost per stage", "",
+            "Every accuracy is measured on the same validation data; the BatchNorm column says whether the "
+            "stage's statistics were re-estimated before measuring (the baseline is then measured the same way "
+            "as the slim model).", "",
+            *_table(("stage", "accuracy", "before BN re-estimation", "BatchNorm", "MACs", "params", "what"), rows)]
 
 
 def _latency(report: Mapping) -> list[str]:

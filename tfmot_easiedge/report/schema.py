@@ -75,7 +75,12 @@ REPORT_SCHEMA: dict[str, Any] = {
         "stage": _record({"stage": {"type": "string"}, "accuracy": {"type": ["number", "null"], "minimum": 0,
                                                                     "maximum": 1},
                           "macs": _COUNT, "params": _COUNT},
-                         {"loss": {"type": ["number", "null"]}}),
+                         {"loss": {"type": ["number", "null"]},
+                          "note": {"type": "string", "description": "what the stage did"},
+                          "batchnorm": {"type": "string",
+                                        "description": "'as trained' or 're-estimated on N training examples'"},
+                          "accuracy_before_bn": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                                 "description": "accuracy before BatchNorm re-estimation"}}),
         "latency": _record({
             "stage": {"type": "string"}, "runtime": {"type": "string"}, "threads": _COUNT, "batch_size": _COUNT,
             "median_ms": _SECONDS, "p10_ms": _SECONDS, "p90_ms": _SECONDS, "mean_ms": _SECONDS,

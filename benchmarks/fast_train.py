@@ -25,7 +25,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -242,7 +242,7 @@ def train(cfg: FastConfig, name: str, *, commit: bool = True, command: str | Non
                    "loss": f"categorical cross-entropy, label smoothing {cfg.label_smoothing:g}",
                    "augmentation": "4-px zero pad + random crop + horizontal flip" if cfg.augment else "none",
                    "data": "benchmarks.fast_train: uint8 in memory, vectorised numpy augmentation per batch"},
-        "file": {"path": str(model_path.relative_to(common.BENCHMARKS_DIR.parent)), "bytes": model_path.stat().st_size,
+        "file": {"path": os.path.relpath(model_path, common.BENCHMARKS_DIR.parent), "bytes": model_path.stat().st_size,
                  "sha256": _sha256(model_path)},
         "history": state["history"],
         "command": command or " ".join(sys.argv),
@@ -342,8 +342,6 @@ def main(argv: list[str] | None = None) -> Any:
     args = parse_args(argv)
     command = "python -m benchmarks.fast_train " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.speed:
-        import os
-
         load = os.getloadavg()[0]
         models = [(m.split(":")[0], float(m.split(":")[1])) for m in args.speed_models.split(",")]
         rows = speed(models, steps=args.speed_steps)

@@ -165,3 +165,24 @@ def test_loader_keeps_keras_cause(tmp_path, capsys):
     code, _, err = _run(capsys, "analyze", tmp_path / "custom.keras")
     _one_line(code, err, "Could not locate class 'NoSuchLayer'")
     assert "register_keras_serializable" in err and "config" not in err
+
+
+def test_non_finite_model_and_data_are_refused(files, tmp_path, capsys):
+    model = keras.saving.load_model(files / "m.keras")
+    kernel, bias = model.get_layer("conv0").get_weights()
+    kernel[0, 0, 0, 0] = np.nan
+    model.get_layer("conv0").set_weights([kernel, bias])
+    model.save(tmp_path / "nan.keras")
+    code, _, err = _run(capsys, *_prune(files, tmp_path / "a")[:1], tmp_path / "nan.keras",
+                        *_prune(files, tmp_path / "a")[2:])
+    _one_line(code, err, "contains NaN")
+    code, _, err = _run(capsys, "export", tmp_path / "nan.keras", "--to", "tflite", "--out", tmp_path / "b")
+    _one_line(code, err, "contains NaN")
+    x = np.load(files / "d.npz")["x"].astype("float32")
+    x[33, 1, 2, 0] = np.inf
+    np.savez(tmp_path / "inf.npz", x=x, y=np.load(files / "d.npz")["y"])
+    args = _prune(files, tmp_path / "c")
+    args[3] = tmp_path / "inf.npz"
+    code, _, err = _run(capsys, *args)
+    _one_line(code, err, "example 33 contains inf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inf.npz", "nan.keras"]

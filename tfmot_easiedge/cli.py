@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tfmot_easiedge.data import check_finite_weights
 from tfmot_easiedge.report import FILES as REPORT_FILES
 
 #: What ``prune`` and ``export`` write; an ``--out`` directory holding only these may be replaced with --overwrite.
@@ -360,6 +361,7 @@ def cmd_prune(args) -> int:
         _set_threads(args.threads)
     _check_out(Path(args.out), args.overwrite, PRUNE_FILES)
     model = _model_from_args(args)
+    check_finite_weights(model)
     analysis = _analyze(model)
     _check_protect(args, analysis)
     train = _load_data(args.data, model, split="train", what="--data", args=args, limit=args.limit)
@@ -369,6 +371,7 @@ def cmd_prune(args) -> int:
     t_load = time.perf_counter() - t_start
     with _output_dir(args.out, args.overwrite, PRUNE_FILES) as tmp:
         result = _run_pipeline(model, train, val, args, budget)
+        check_finite_weights(result.model, "pruned model")  # never write a model with NaN/inf weights
         result.model.save(tmp / "model.keras")
         (tmp / "plan.json").write_text(result.plan.to_json(indent=2) + "\n", encoding="utf-8")
         latency = _prune_latency(model, result.model, args) if args.latency else None
@@ -429,6 +432,7 @@ def cmd_export(args) -> int:
         _warn("--int8 applies to tflite and tensorrt; onnx and saved_model are written in float32")
     _check_out(Path(args.out), args.overwrite, [*EXPORT_FILES.values(), EXPORT_SUMMARY])
     model = _model_from_args(args)
+    check_finite_weights(model)
     samples = None
     if args.data:
         samples = _load_data(args.data, model, split="train", what="--data", args=args,

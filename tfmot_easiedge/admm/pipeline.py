@@ -9,9 +9,11 @@ import keras
 import numpy as np
 
 from tfmot_easiedge.admm._common import take_examples
+from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss, TrainingDivergedError
 from tfmot_easiedge.admm.finetune import MaskedFineTune
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, DEFAULT_RHO, hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.admm.update import DEFAULT_RHO_GROWTH, DEFAULT_RHO_MAX, ADMMUpdate
+from tfmot_easiedge.data.checks import check_finite, check_finite_weights, non_finite_weight
 from tfmot_easiedge.importance._common import input_rank
 from tfmot_easiedge.importance._data import iterate_batches
 from tfmot_easiedge.metrics.counting import count_macs, count_params
@@ -145,9 +147,13 @@ class EasiEdge:
         ``admm_epochs=0`` skips ADMM: one projection of the trained weights (one-shot pruning), then
         the masked fine-tune. ``model`` is not modified.
 
+        A fit whose loss becomes NaN or inf is stopped at that step (:class:`StopOnNonFiniteLoss`) and the
+        run raises :class:`TrainingDivergedError`; a slim model with a non-finite weight is never returned.
+
         Raises:
-            ValueError: an uncompiled model, negative epochs, data that does not fit the model, an
-                impossible budget.
+            ValueError: an uncompiled model, negative epochs, data that does not fit the model, inputs or
+                model weights holding NaN or inf, an impossible budget.
+            TrainingDivergedError: (a ``ValueError``) the loss or the weights became NaN or inf.
         """
         if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
             raise ValueError("compile the model first (its optimizer, loss and metrics are used for pruning)")
@@ -156,6 +162,10 @@ class EasiEdge:
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
         t_start = time.perf_counter()
+        check_finite_weights(model)
+        for what, given in (("train_data", train_data), ("validation_data", validation_data)):
+            if isinstance(given, (tuple, list)) and given:  # arrays, checked whole; datasets batch by batch
+                check_finite(given[0], what)
         calibration_data = train_data if calibration_data is None else calibration_data
         calib = take_examples(model, calibration_data, self.calibration_size)
         calib_data = calib[0] if calib[1] is None else calib
@@ -177,7 +187,9 @@ class EasiEdge:
         history: dict[str, dict] = {}
         t0 = time.perf_counter()
         if admm_epochs > 0:
-            h = wrapped.fit(*fit_args, epochs=admm_epochs, callbacks=[update, *callbacks], **fit_kwargs)
+            guard = StopOnNonFiniteLoss("ADMM fit", verbose=self.verbose)
+            h = wrapped.fit(*fit_args, epochs=admm_epochs, callbacks=[guard, update, *callbacks], **fit_kwargs)
+            guard.check()
             history["admm"] = dict(h.history)
         else:  # one-shot: a single projection of the trained weights
             update.set_model(wrapped)
@@ -195,8 +207,10 @@ class EasiEdge:
                              note="removed channels set to zero, before fine-tuning"))
         t0 = time.perf_counter()
         if finetune_epochs > 0:
+            guard = StopOnNonFiniteLoss("fine-tune", verbose=self.verbose)
             h = wrapped.fit(*fit_args, initial_epoch=admm_epochs, epochs=admm_epochs + finetune_epochs,
-                            callbacks=[MaskedFineTune(plan, verbose=self.verbose), *callbacks], **fit_kwargs)
+                            callbacks=[guard, MaskedFineTune(plan, verbose=self.verbose), *callbacks], **fit_kwargs)
+            guard.check()
             history["finetune"] = dict(h.history)
         t_ft = time.perf_counter() - t0
         stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params,
@@ -212,6 +226,9 @@ class EasiEdge:
         before_bn = top1_accuracy(small, validation_data) if validation_data is not None else None
         n_bn = self._recalibrate(small, fit_args, batch_size)
         t_recal = time.perf_counter() - t0
+        problem = non_finite_weight(small)
+        if problem is not None:
+            raise TrainingDivergedError(f"training diverged: the pruned model's {problem}; lower the learning rate")
         stages.append(_stage("slim", small, validation_data, slim_macs, slim_params,
                              note="the slim model (channels physically removed)", batchnorm=n_bn,
                              accuracy_before_bn=before_bn if n_bn else None))
@@ -293,11 +310,12 @@ def _stage(name: str, model, data, macs: int, params: int, *, note: str, batchno
     return row
 
 
-def top1_accuracy(model, data, batch_size: int = 256) -> float:
+def top1_accuracy(model, data, batch_size: int = 256, *, what: str = "evaluation data") -> float:
     """Top-1 accuracy of ``model`` on labelled ``data`` (``(x, y)`` arrays or a dataset of ``(x, y)``);
-    labels may be class indices or one-hot rows."""
+    labels may be class indices or one-hot rows. Inputs holding NaN or inf raise a ``ValueError`` naming
+    ``what`` and the first such example."""
     correct = total = 0
-    for x, y in iterate_batches(data, batch_size, None, input_rank(model)):
+    for x, y in iterate_batches(data, batch_size, None, input_rank(model), what=what):
         if y is None:
             raise ValueError("accuracy needs labelled data (x, y)")
         pred = np.argmax(np.asarray(model(x, training=False)), axis=-1)

@@ -9,7 +9,8 @@ The W-step is ``model.fit`` itself, on the loss plus the wrappers' ``rho/2·||W 
 
 Logged into ``logs`` (History, progress bar, TensorBoard; put this callback before TensorBoard):
 ``admm_primal_residual`` = ``||W − Z|| / ||W||``, ``admm_dual_residual`` = ``rho·||Z − Z_prev|| / ||W||``,
-``admm_channels_kept``, ``admm_mask_changes`` (channels that changed side at this Z-step) and ``admm_rho``.
+``admm_channels_kept``, ``admm_mask_changes`` (channels that changed side at this Z-step), ``admm_rho`` and, at
+epoch end, ``admm_penalty`` (the penalty term that ``loss`` includes, at the epoch's last weights).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import keras
 import numpy as np
 
 from tfmot_easiedge.admm._common import attach, budget_from, detach, take_examples
+from tfmot_easiedge.admm.divergence import ADVICE, TrainingDivergedError
+from tfmot_easiedge.data._common import non_finite_kinds
 from tfmot_easiedge.importance import CRITERIA, TBAAScorer
 from tfmot_easiedge.selection import select
 
@@ -70,7 +73,7 @@ class ADMMUpdate(keras.callbacks.Callback):
         >>> cb = te.ADMMUpdate(x, verbose=0)
         >>> h = m.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
         >>> sorted(k for k in h.history if k.startswith("admm"))
-        ['admm_channels_kept', 'admm_dual_residual', 'admm_mask_changes', 'admm_primal_residual', 'admm_rho']
+        ['admm_channels_kept', 'admm_dual_residual', 'admm_mask_changes', 'admm_penalty', 'admm_primal_residual', 'admm_rho']
     """
 
     def __init__(self, calibration_data=None, budget=None, *, importance=None, update_every="epoch",
@@ -145,11 +148,24 @@ class ADMMUpdate(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ ADMM
     def z_step(self) -> dict[str, float]:
-        """One projection ``Z = Π(W + U)`` and dual update ``U += W − Z``; returns the logged numbers."""
+        """One projection ``Z = Π(W + U)`` and dual update ``U += W − Z``; returns the logged numbers.
+
+        Skipped (the last numbers returned) when a weight is NaN or inf and the fit is being stopped (by
+        ``StopOnNonFiniteLoss`` or ``TerminateOnNaN``): there is nothing to project.
+
+        Raises:
+            TrainingDivergedError: a weight is NaN or inf and the fit is not being stopped.
+        """
         t0 = time.perf_counter()
         st = self._state
         s = st.settings
         w_np = [w.weights_np() for w in st.wrappers]
+        bad = _non_finite(st.wrappers, w_np)
+        if bad is not None:
+            if getattr(self.model, "stop_training", False):  # the fit is being stopped (a NaN loss): keep Z
+                return self.last
+            detach(self.model, st)  # fit does not run on_train_end after an error in a callback
+            raise TrainingDivergedError(f"training diverged: {bad} before ADMM Z-step {st.zsteps() + 1}; {ADVICE}")
         u_np = [[np.asarray(u.numpy()) for u in w.u] for w in st.wrappers]
         z_prev = [[np.asarray(z.numpy()) for z in w.z] for w in st.wrappers]
         rho = float(st.wrappers[0].rho.numpy())
@@ -225,6 +241,16 @@ class ADMMUpdate(keras.callbacks.Callback):
         finally:
             if w_plus_u is not None:
                 _assign(st.wrappers, w_now)
+
+
+def _non_finite(wrappers, values) -> str | None:
+    """Names the first wrapped weight in ``values`` (one list of arrays per wrapper) holding NaN or inf."""
+    for w, arrays in zip(wrappers, values):
+        for v, a in zip(w.targets, arrays):
+            finite = np.isfinite(a)
+            if not finite.all():
+                return f"weight {v.path!r} of layer {w.layer.name!r} became {non_finite_kinds(a[~finite])}"
+    return None
 
 
 def _assign(wrappers, values) -> None:

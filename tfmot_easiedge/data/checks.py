@@ -1,7 +1,12 @@
-"""``check_fits(model, data)``: a clear error before training when data and model do not match."""
+"""Checks before training or writing: ``check_fits`` (data against model), ``check_finite`` (no NaN/inf inputs),
+``check_finite_weights`` (no NaN/inf weights)."""
 from __future__ import annotations
 
-from tfmot_easiedge.data._common import DataError, LoadedData
+import numpy as np
+
+from tfmot_easiedge.data._common import DataError, LoadedData, check_finite, is_float, non_finite_kinds
+
+__all__ = ["check_finite", "check_finite_weights", "check_fits", "model_io", "non_finite_weight"]
 
 
 def model_io(model) -> tuple[tuple, int]:
@@ -50,3 +55,64 @@ def check_fits(model, data: LoadedData, what: str = "data") -> None:
         raise DataError(f"{label}: labels go up to {top} but model {model.name!r} has {units} output units")
     if data.num_classes > units or (data.class_names is not None and data.num_classes != units):
         raise DataError(f"{label}: has {data.num_classes} classes but model {model.name!r} has {units} output units")
+
+
+def check_finite_weights(model, what: str = "model") -> None:
+    """Raises when a weight of ``model`` (trainable or not, nested models included) holds NaN or inf.
+
+    Call it before saving or converting a model: a diverged training run leaves weights that are NaN,
+    and every runtime would load them without complaint. Integer (quantized) weights are not checked.
+
+    Args:
+        model: a Keras model (or layer).
+        what: what the model is, for the message.
+
+    Raises:
+        ValueError: a one-line message naming the first weight (by its path, which starts with its
+            layer) with non-finite values, what they are and how many.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")], name="net")
+        >>> check_finite_weights(m)
+        >>> _ = m.layers[0].bias.assign([float("nan")])
+        >>> try:
+        ...     check_finite_weights(m)
+        ... except ValueError as e:
+        ...     print(e)
+        model 'net': weight 'net/d/bias' of layer 'd' contains NaN (1 of 1 values); its weights must be finite
+    """
+    problem = non_finite_weight(model)
+    if problem is not None:
+        name = getattr(model, "name", None)
+        label = f"{what} {name!r}" if name else what
+        raise ValueError(f"{label}: {problem}; its weights must be finite")
+
+
+def non_finite_weight(model) -> str | None:
+    """Describes the first weight of ``model`` holding NaN or inf (``"weight 'net/d/bias' of layer 'd'
+    contains NaN (1 of 1 values)"``), or None when every floating-point weight is finite."""
+    seen: set[int] = set()
+    for layer in _layers(model):
+        for v in getattr(layer, "weights", []):
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            values = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            if not is_float(values.dtype):
+                continue
+            finite = np.isfinite(values)
+            if finite.all():
+                continue
+            path = getattr(v, "path", None) or getattr(v, "name", "?")
+            return (f"weight {path!r} of layer {layer.name!r} contains {non_finite_kinds(values[~finite])} "
+                    f"({int((~finite).sum())} of {values.size} values)")
+    return None
+
+
+def _layers(model) -> list:
+    """The innermost layers of ``model`` first, so that a weight is named with the layer that owns it."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False, recursive=True)) if flatten is not None else []
+    leaves = [l for l in layers if not list(l._flatten_layers(include_self=False, recursive=False))]
+    return [*leaves, *layers, model]

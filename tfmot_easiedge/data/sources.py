@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError, LoadedData, make_data
+from tfmot_easiedge.data._common import DataError, LoadedData, check_finite, make_data
 from tfmot_easiedge.data.cifar10 import CLASS_NAMES, load_cifar10_arrays
 from tfmot_easiedge.data.image_folder import read_image_folder
 from tfmot_easiedge.data.npz import read_npz
@@ -46,7 +46,10 @@ def parse_rescale(text: str | float | None) -> tuple[float, float] | None:
     if text is None:
         return None
     if isinstance(text, (int, float)):
-        return float(text), 0.0
+        text = float(text)
+        if not np.isfinite(text):
+            raise DataError(f"rescale {text!r}: the scale must be a finite number, e.g. 1/255")
+        return text, 0.0
     parts = str(text).split(",")
     try:
         if len(parts) > 2:
@@ -55,6 +58,8 @@ def parse_rescale(text: str | float | None) -> tuple[float, float] | None:
     except (ValueError, ZeroDivisionError):
         raise DataError(f"rescale {text!r} does not parse: expected SCALE or SCALE,OFFSET, e.g. 1/255 or "
                         "1/127.5,-1") from None
+    if not all(np.isfinite(values)):
+        raise DataError(f"rescale {text!r}: SCALE and OFFSET must be finite numbers, e.g. 1/255 or 1/127.5,-1")
     return values[0], values[1] if len(values) == 2 else 0.0
 
 
@@ -123,7 +128,8 @@ def load_data(spec: str, *, split: str = "train", limit: int | None = None, resc
         A :class:`LoadedData` with float32 ``x``, int64 ``y`` and the class count.
 
     Raises:
-        DataError: (a ``ValueError``) missing, empty, corrupt or inconsistent data, or a bad ``rescale``.
+        DataError: (a ``ValueError``) missing, empty, corrupt or inconsistent data, inputs that are NaN or
+            inf (before or after the rescale; the message names the first such example), or a bad ``rescale``.
 
     Example:
         >>> data = load_data("cifar10:test", limit=16, rescale="1/255")  # doctest: +SKIP
@@ -136,5 +142,7 @@ def load_data(spec: str, *, split: str = "train", limit: int | None = None, resc
     scale_offset = rescale if isinstance(rescale, tuple) else parse_rescale(rescale)
     if scale_offset is not None:
         scale, offset = scale_offset
-        data = dataclasses.replace(data, x=(data.x * np.float32(scale) + np.float32(offset)).astype(np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
+            data = dataclasses.replace(data, x=(data.x * np.float32(scale) + np.float32(offset)).astype(np.float32))
+        check_finite(data.x, f"{data.source} (after rescale {scale:g},{offset:g})")  # large scales overflow
     return data

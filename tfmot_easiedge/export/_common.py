@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from tfmot_easiedge.data.checks import check_finite, check_finite_weights
+
 # Verification samples drawn from representative data, and random samples made when nothing is given.
 MAX_VERIFY_FROM_REPRESENTATIVE = 256
 N_RANDOM_SAMPLES = 8
@@ -319,7 +321,9 @@ def as_input_arrays(data, specs: Sequence[InputSpec], *, limit: int | None = Non
     ``data`` may be an array (single-input model), a list/tuple or dict of arrays (one per input), an
     ``(x, y)`` tuple (``y`` is ignored), a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` (batched or not),
     or a callable / iterable yielding such elements (the ``representative_dataset`` convention of
-    ``tf.lite``). Datasets and iterables are read up to ``MAX_MATERIALIZED_SAMPLES`` samples.
+    ``tf.lite``). Datasets and iterables are read up to ``MAX_MATERIALIZED_SAMPLES`` samples. Samples
+    holding NaN or inf are refused (a ``ValueError`` naming the first one): they would calibrate int8
+    ranges and verify an export on nothing.
 
     Example:
         >>> specs = [InputSpec("x", (None, 4), np.dtype("float32"))]
@@ -357,6 +361,8 @@ def as_input_arrays(data, specs: Sequence[InputSpec], *, limit: int | None = Non
         arrays = [a[:limit] for a in arrays]
     if arrays[0].shape[0] == 0:
         raise ValueError("got 0 samples; expected at least one")
+    for spec, arr in zip(specs, arrays):
+        check_finite(arr, f"sample data for input {spec.name!r}")
     return arrays
 
 

@@ -85,7 +85,7 @@ def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite:
 
     Raises:
         MissingDependencyError: tf2onnx (or, with ``verify``, onnxruntime) is not installed.
-        ValueError: an opset tf2onnx cannot write.
+        ValueError: an opset tf2onnx cannot write, or a weight of ``model`` (or a sample) holding NaN or inf.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ExportVerificationError: onnxruntime's outputs differ from Keras beyond ``tolerance``.
 
@@ -99,6 +99,7 @@ def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite:
     if verify:
         _common.import_optional("onnxruntime", "onnx", "verifying an ONNX export")
     specs = _common.input_specs(model)
+    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
     final = _common.check_target(path, overwrite)
     inputs = _common.verification_inputs(specs, sample_inputs) if verify else None
     metrics, runtime = None, ""

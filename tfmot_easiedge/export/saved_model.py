@@ -64,6 +64,7 @@ def saved_model(model, path: str | os.PathLike, *, overwrite: bool = False, veri
         An :class:`ExportResult` with ``format="saved_model"``.
 
     Raises:
+        ValueError: a weight of ``model`` (or a sample) holding NaN or inf.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ExportVerificationError: the reloaded model differs from Keras by more than ``tolerance``.
 
@@ -75,6 +76,7 @@ def saved_model(model, path: str | os.PathLike, *, overwrite: bool = False, veri
     """
     watch = _common.Stopwatch()
     specs = _common.input_specs(model)
+    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
     final = _common.check_target(path, overwrite)
     inputs = _common.verification_inputs(specs, sample_inputs) if verify else None
     metrics, runtime = None, ""

@@ -455,7 +455,8 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
             whose message carries ``pip install "tfmot-easiedge[tensorrt]"``).
         TensorRTUnavailableError: TensorRT is installed but there is no CUDA GPU / runtime, or the TensorRT
             version cannot build the requested precision.
-        ValueError: an unknown precision or backend, or ``"int8"`` without representative data.
+        ValueError: an unknown precision or backend, ``"int8"`` without representative data, or a weight of
+            ``model`` (or a sample) holding NaN or inf.
 
     Example:
         >>> from tfmot_easiedge import export
@@ -477,6 +478,7 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
 
         runtime = f"tensorflow {tf.__version__} (TF-TRT)"
     specs = _common.input_specs(model)
+    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
     final = _common.check_target(path, overwrite)
     calibration = _common.as_input_arrays(representative_data, specs) if precision == "int8" else None
     inputs = (_common.verification_inputs(specs, sample_inputs, calibration or representative_data)

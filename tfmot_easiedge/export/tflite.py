@@ -187,8 +187,8 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
         An :class:`ExportResult` with ``format="tflite"`` and ``precision`` the quantization.
 
     Raises:
-        ValueError: an unknown quantization, ``"int8"`` without representative data, or ``int8_io``
-            without ``"int8"``.
+        ValueError: an unknown quantization, ``"int8"`` without representative data, ``int8_io``
+            without ``"int8"``, or a weight of ``model`` (or a sample) holding NaN or inf.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ExportVerificationError: the file disagrees with Keras beyond the tolerance, or the runtime cannot
             run it (for int8, the message names the tensors that were constant zero on the
@@ -211,6 +211,7 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
     if verify:
         interpreter_class()  # fail before converting when no runtime can run the file
     specs = _common.input_specs(model)
+    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
     final = _common.check_target(path, overwrite)
     calibration = (_common.as_input_arrays(representative_data, specs)
                    if precision == "int8" else None)

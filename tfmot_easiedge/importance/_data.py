@@ -5,17 +5,21 @@ from typing import Iterator
 
 import numpy as np
 
+from tfmot_easiedge.data._common import check_finite
+
 
 def iterate_batches(data, batch_size: int = 64, max_examples: int | None = None,
-                    input_rank: int | None = None) -> Iterator[tuple]:
+                    input_rank: int | None = None, *, what: str = "calibration data") -> Iterator[tuple]:
     """Yields ``(x, y)`` batches from arrays, ``(x, y)`` tuples or a ``tf.data.Dataset``.
 
     A dataset may yield ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; it is used with the
     batching it has when its elements are already batched (rank of x = ``input_rank``, the model input's
-    rank with the batch axis), else batched here. ``y`` is None when the data has no labels.
+    rank with the batch axis), else batched here. ``y`` is None when the data has no labels. Every batch
+    of floating-point ``x`` is checked for NaN and inf as it is read (``what`` names the data in the message).
 
     Raises:
-        ValueError: empty data, or x and y of different lengths.
+        ValueError: empty data, x and y of different lengths, or an ``x`` holding NaN or inf (a
+            :class:`~tfmot_easiedge.data.DataError` naming the first such example by its index in ``data``).
     """
     import tensorflow as tf
 
@@ -34,6 +38,7 @@ def iterate_batches(data, batch_size: int = 64, max_examples: int | None = None,
                 if take <= 0:
                     break
                 x, y = x[:take], None if y is None else y[:take]
+            check_finite(x, what, offset=seen)
             seen += int(x.shape[0])
             yield x, y
     else:
@@ -46,6 +51,7 @@ def iterate_batches(data, batch_size: int = 64, max_examples: int | None = None,
         n = len(x) if max_examples is None else min(len(x), max_examples)
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
+            check_finite(x[start:stop], what, offset=start)
             seen += stop - start
             yield x[start:stop], None if y is None else y[start:stop]
     if seen == 0:

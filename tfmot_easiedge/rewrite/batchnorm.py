@@ -36,7 +36,7 @@ def recalibrate_batchnorm(model: keras.Model, data, *, max_examples: int = 2048,
         How many BatchNormalization layers were re-estimated (0: nothing to do).
 
     Raises:
-        ValueError: empty data or data whose shape does not fit the model.
+        ValueError: empty data, data whose shape does not fit the model, or inputs holding NaN or inf.
 
     Example:
         >>> import keras, numpy as np
@@ -56,7 +56,8 @@ def recalibrate_batchnorm(model: keras.Model, data, *, max_examples: int = 2048,
     momenta = [l.momentum for l in layers]
     seen = 0
     try:
-        for i, (x, _) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model))):
+        for i, (x, _) in enumerate(iterate_batches(data, batch_size, max_examples, input_rank(model),
+                                                   what="BatchNorm recalibration data")):
             check_batch(model, x)
             for layer in layers:
                 layer.momentum = i / (i + 1.0)

@@ -215,3 +215,30 @@ def test_check_fits_needs_a_single_output_classifier():
         check_fits(two, data)
     with pytest.raises(DataError, match="output shape"):
         check_fits(keras.Model(x, keras.layers.Dense(1)(flat)), data)
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"dog/broken.png is not a readable image \(Unknown image file format"):
+        load_data(str(tmp_path))
+
+
+def test_cifar10_offline_without_local_files_is_one_line(monkeypatch):
+    import keras
+
+    from tfmot_easiedge.data import cifar10
+
+    def offline():  # a mock of having no network: what Keras raises when the download cannot start
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(cifar10, "cifar10_dir", lambda dirpath=None: None)
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(DataError, match="no local TFRecords .* and the download failed .*Name or service not known"):
+        cifar10.load_cifar10_arrays("test")

@@ -77,7 +77,16 @@ def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None
         raise FileNotFoundError(f"CIFAR-10 TFRecords not found; set {ENV_VAR}")
     import keras
 
-    (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
+    from tfmot_easiedge.data._common import DataError
+
+    try:
+        (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
+    except Exception as e:  # noqa: BLE001 - Keras raises a bare Exception("URL fetch failure ...") offline
+        if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
+            raise
+        raise DataError(f"CIFAR-10: no local TFRecords (set {ENV_VAR} to the folder holding train.tfrecord and "
+                        f"test.tfrecord) and the download failed ({' '.join(str(e).split())[-90:]}); connect to "
+                        "the internet or use local data") from None
     x, y = (xtr, ytr) if split == "train" else (xte, yte)
     y = y.reshape(-1).astype(np.int64)
     if limit is not None:

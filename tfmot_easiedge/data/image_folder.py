@@ -77,6 +77,9 @@ def read_image_folder(root, *, channels: int = 3, limit: int | None = None, verb
             xs.append(x.numpy())
             ys.append(y.numpy())
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        bad = _first_unreadable(classes)
+        if bad is not None:
+            raise DataError(f"{root}: {bad[0]} is not a readable image ({bad[1]}); remove or replace it") from None
         raise DataError(f"{root}: an image could not be read ({e.message.splitlines()[0]})") from None
     if not xs:
         raise DataError(f"{root}: no images")
@@ -84,3 +87,16 @@ def read_image_folder(root, *, channels: int = 3, limit: int | None = None, verb
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return make_data(x, y, str(root), class_names=[c.name for c in classes])
+
+
+def _first_unreadable(classes) -> tuple[Path, str] | None:
+    """The first image file (in class, then name order) that TensorFlow cannot decode, with the reason."""
+    import tensorflow as tf
+
+    for folder in classes:
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+            except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+                return path, e.message.splitlines()[0].split("}}")[-1].split(" [Op:")[0].strip()
+    return None

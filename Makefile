@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,onnx,tflite,report,demo]"
+	$(PY) -m pip install -q -e ".[tf-cpu,test,onnx,tflite,report,demo]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -7,6 +7,7 @@ budget, then ``slim`` the model (or prune while training with ADMM) and export i
 it is used (PEP 562), so ``easiedge --help`` and the TFLite-only tools start fast.
 """
 from tfmot_easiedge._lazy import install_lazy_attributes
+from tfmot_easiedge._tf_check import require_tensorflow
 from tfmot_easiedge._version import __version__
 
 _NAMES = {
@@ -22,6 +23,7 @@ _NAMES = {
 }
 _SUBPACKAGES = ("data", "export", "importance", "report")
 
-install_lazy_attributes(__name__, _NAMES, _SUBPACKAGES)
+# The first public name used checks for a usable TensorFlow and says in one line what to install if there is none.
+install_lazy_attributes(__name__, _NAMES, _SUBPACKAGES, before_import=require_tensorflow)
 
 __all__ = sorted([*_NAMES, *_SUBPACKAGES, "__version__"])

@@ -17,17 +17,25 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 
-def install_lazy_attributes(package: str, names: Mapping[str, str], submodules: Iterable[str] = ()) -> None:
+def install_lazy_attributes(package: str, names: Mapping[str, str], submodules: Iterable[str] = (),
+                            before_import: Callable[[], object] | None = None) -> None:
     """Makes ``names`` (``{public name: absolute module that defines it}``) and ``submodules`` (names of
-    subpackages exposed as ``package.<name>``) load on first access in the module ``package``."""
+    subpackages exposed as ``package.<name>``) load on first access in the module ``package``.
+
+    ``before_import`` runs once, before the first such import (e.g. a check that TensorFlow is installed).
+    """
     names = dict(names)
     subs = frozenset(submodules)
+    pending = [before_import] if before_import is not None else []
 
     class LazyModule(types.ModuleType):
         def __getattr__(self, name: str):
+            if pending and (name in subs or name in names):
+                pending[0]()  # raises until its condition holds
+                pending.clear()
             if name in subs:
                 value = importlib.import_module(f"{package}.{name}")
             elif name in names:

@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import reprlib
 from typing import Any, Mapping
 
 import numpy as np
 
 PLAN_FORMAT = "tfmot_easiedge.PruningPlan"
 PLAN_VERSION = 1
+
+_MAX_CHANNELS = 2**31  # a group's size must be below this; indices are in [0, size)
+_MAX_DEPTH = 64  # nesting allowed inside 'budget' and 'metadata'
+_MAX_INT_DIGITS = 100  # longest integer accepted anywhere in a plan
 
 
 @dataclasses.dataclass
@@ -106,8 +112,8 @@ class PruningPlan:
                 raise ValueError(f"group {gid!r} is not prunable: {'; '.join(group.reasons)}")
             if not idx:
                 raise ValueError(f"plan empties group {gid!r}: at least one channel must be kept")
-            if len(set(idx)) != len(idx):
-                dup = sorted({i for i in idx if idx.count(i) > 1})
+            dup = _duplicates(idx)
+            if dup:
                 raise ValueError(f"plan group {gid!r} lists channels {dup} more than once")
             bad = [i for i in idx if i < 0 or i >= group.size]
             if bad:
@@ -124,34 +130,132 @@ class PruningPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "PruningPlan":
-        if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
+        """Reads :meth:`to_dict` output.
+
+        Raises:
+            ValueError: with one message naming the problem, for anything that is not a plan this library
+                wrote: not an object, another format or version, a field of the wrong type, a size or an
+                index out of range, a non-finite number, an integer of more than 100 digits or nesting
+                deeper than 64 levels in ``budget`` or ``metadata``.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("format"), str) \
+                or data["format"] != PLAN_FORMAT:
             raise ValueError(f"not a pruning plan: expected a JSON object with format={PLAN_FORMAT!r}")
-        if data.get("version") != PLAN_VERSION:
-            raise ValueError(f"pruning plan version {data.get('version')!r} is not supported "
+        version = data.get("version")
+        if not (_is_int(version) and version == PLAN_VERSION):
+            raise ValueError(f"pruning plan version {reprlib.repr(version)} is not supported "
                              f"(this library reads version {PLAN_VERSION})")
+        model_name = data.get("model_name", "")
+        if not isinstance(model_name, str):
+            raise ValueError("corrupt pruning plan: 'model_name' must be a string")
+        budget = data.get("budget")
+        if budget is not None and not isinstance(budget, Mapping):
+            raise ValueError("corrupt pruning plan: 'budget' must be an object or null")
+        metadata = data.get("metadata")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ValueError("corrupt pruning plan: 'metadata' must be an object or null")
+        _check_json_data(budget, "budget")
+        _check_json_data(metadata, "metadata")
         groups = data.get("groups")
         if not isinstance(groups, Mapping):
             raise ValueError("corrupt pruning plan: 'groups' must be an object")
         kept, sizes = {}, {}
         for gid, g in groups.items():
+            if not isinstance(gid, str):
+                raise ValueError(f"corrupt pruning plan: group id {reprlib.repr(gid)} is not a string")
             ok = (isinstance(g, Mapping) and _is_int(g.get("size")) and isinstance(g.get("kept"), list)
                   and all(_is_int(i) for i in g["kept"]))
             if not ok:
-                raise ValueError(f"corrupt pruning plan: group {gid!r} needs integer 'size' and a list 'kept' "
-                                 "of integer indices")
-            sizes[gid] = int(g["size"])
-            kept[gid] = [int(i) for i in g["kept"]]
-        return cls(kept, sizes, str(data.get("model_name", "")), data.get("budget"),
-                   dict(data.get("metadata") or {}))
+                raise ValueError(f"corrupt pruning plan: group {gid!r} needs integer 'size' and a list "
+                                 "'kept' of integer indices")
+            size = int(g["size"])
+            if not 0 <= size < _MAX_CHANNELS:
+                raise ValueError(f"corrupt pruning plan: group {gid!r} has size {reprlib.repr(size)}, "
+                                 f"not in [0, {_MAX_CHANNELS})")
+            idx = [int(i) for i in g["kept"]]
+            bad = [i for i in idx if i < 0 or i >= size]
+            if bad:
+                raise ValueError(f"corrupt pruning plan: group {gid!r} has indices {reprlib.repr(bad)} "
+                                 f"out of range [0, {size})")
+            sizes[gid] = size
+            kept[gid] = idx
+        return cls(kept, sizes, model_name, budget, dict(metadata or {}))
 
     @classmethod
     def from_json(cls, text: str) -> "PruningPlan":
-        """Parses :meth:`to_json` output; corrupt text raises ``ValueError``."""
+        """Parses :meth:`to_json` output.
+
+        Raises:
+            ValueError: for anything else (one message): text that is not JSON, nested too deeply, with
+                ``NaN`` / ``Infinity``, integers of more than 100 digits, or JSON that is not a plan (see
+                :meth:`from_dict`).
+        """
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ValueError(f"corrupt pruning plan JSON: expected text, got {type(text).__name__}")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
+            data = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float,
+                              parse_int=_parse_int)
+        except RecursionError:
+            raise ValueError("corrupt pruning plan JSON: nested too deeply") from None
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and the parse_* hooks below
             raise ValueError(f"corrupt pruning plan JSON: {e}") from None
         return cls.from_dict(data)
+
+
+def _duplicates(idx: list[int]) -> list[int]:
+    """The values that occur more than once in ``idx``, sorted; linear time."""
+    seen, dup = set(), set()
+    for i in idx:
+        if i in seen:
+            dup.add(i)
+        else:
+            seen.add(i)
+    return sorted(dup)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a valid number")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {reprlib.repr(text)} is out of range")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise ValueError(f"integer {text[:12]}... has more than {_MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _check_json_data(value, field: str, depth: int = 0) -> None:
+    """Raises ``ValueError`` unless ``value`` is JSON data: null, bool, int, finite float, str, list or object."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"corrupt pruning plan: {field!r} is nested more than {_MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, (bool, np.bool_, str)):
+        return
+    if isinstance(value, (int, np.integer)):
+        if abs(int(value)) >= 10**_MAX_INT_DIGITS:
+            raise ValueError(f"corrupt pruning plan: {field!r} holds an integer of more than {_MAX_INT_DIGITS} "
+                             "digits")
+        return
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"corrupt pruning plan: {field!r} holds the non-finite number {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json_data(item, field, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"corrupt pruning plan: {field!r} has the non-string key {reprlib.repr(key)}")
+            _check_json_data(item, field, depth + 1)
+        return
+    raise ValueError(f"corrupt pruning plan: {field!r} holds a {type(value).__name__}, which is not JSON data")
 
 
 def _is_int(value) -> bool:

@@ -166,16 +166,19 @@ class _Log:
                 f.write(f"[{stamp}] {line}\n")
 
 
-def train(cfg: FastConfig, name: str, *, commit: bool = True, command: str | None = None) -> dict[str, Any]:
+def train(cfg: FastConfig, name: str, *, commit: bool = True, command: str | None = None,
+          checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Trains (or resumes) ``cfg`` on all CIFAR-10 training images; returns the result dict it wrote.
 
-    The checkpoint of the last finished epoch lives in ``benchmarks/cache/``; with ``commit`` the final model,
-    log and checksum go to ``benchmarks/baselines/`` and the result to ``benchmarks/results/``.
+    The checkpoint of the last finished epoch lives in ``checkpoint_dir`` (default ``benchmarks/cache/``);
+    with ``commit`` the final model, log and checksum go to ``benchmarks/baselines/`` and the result to
+    ``benchmarks/results/``.
     """
     import keras
 
-    ckpt_model = common.CACHE_DIR / f"{name}.ckpt.keras"
-    ckpt_state = common.CACHE_DIR / f"{name}.ckpt.json"
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else common.CACHE_DIR
+    ckpt_model = ckpt_dir / f"{name}.ckpt.keras"
+    ckpt_state = ckpt_dir / f"{name}.ckpt.json"
     out_dir = BASELINES_DIR if commit else common.CACHE_DIR
     log = _Log(out_dir / f"{name}.log")
     x_train, y_train = common.load_split("train", limit=cfg.train_limit)
@@ -326,6 +329,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=d.model, choices=sorted(common.MODEL_NAMES))
     p.add_argument("--name", help="run name (default MODEL_wWIDTH)")
     p.add_argument("--no-commit", action="store_true", help="write outputs to benchmarks/cache/ only")
+    p.add_argument("--checkpoint-dir", help="where the per-epoch checkpoint lives (default benchmarks/cache/)")
     for f in dataclasses.fields(FastConfig):
         if f.name in ("model",):
             continue
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> Any:
     cfg = FastConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in ("augment", "jit_compile")},
                      augment=not args.no_augment, jit_compile=args.jit_compile)
     name = args.name or f"{cfg.model}_w{cfg.width:g}"
-    return train(cfg, name, commit=not args.no_commit, command=command)
+    return train(cfg, name, commit=not args.no_commit, command=command, checkpoint_dir=args.checkpoint_dir)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ MobileNetV2's inverted residual blocks couple channels: the projections of block
 form one channel group and are cut together, each expansion with its depthwise convolution forms
 another. ``te.analyze`` finds these groups; the global ranking then decides how much each one keeps.
 
-Weights: ImageNet weights when Keras's cache (``~/.keras/models``) holds them, with a new 10-way head;
-otherwise random weights (``weights=None``) and a warning. Nothing is downloaded. Inputs are scaled to
+Weights: ImageNet's (Keras downloads them once into ``~/.keras/models``), with a new 10-way head; ``--weights
+none`` for random weights (what ``--tiny`` uses, so the smoke test runs offline). Inputs are scaled to
 [-1, 1] as MobileNetV2 expects. Writes ``slim.keras``, ``plan.json`` and ``results.json`` to ``--out``.
 """
 from __future__ import annotations
@@ -38,12 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--round-to", type=int, help="round kept channel counts up to a multiple of this, e.g. 8")
     p.add_argument("--runs", type=int, default=100, help="timed LiteRT runs per model (default 100)")
     p.add_argument("--out", default="runs/mobilenetv2", help="output directory")
+    p.add_argument("--weights", default=None, help="imagenet (default), none or a weights file (--tiny: none)")
     p.add_argument("--tiny", action="store_true", help="a smoke test: 300 images, no training, one-shot L2 ranking, "
                                                        "one fine-tune epoch")
     args = p.parse_args(argv)
     if args.tiny:  # on 2 CPU cores each Keras trace of MobileNetV2 (fit, ADMM fit, TBAA) costs about a minute
         args.train_images, args.test_images, args.runs = 300, 200, 10
         args.epochs, args.admm_epochs, args.finetune_epochs, args.importance = 0, 0, 1, "l2"
+    args.weights = args.weights or ("none" if args.tiny else "imagenet")
     return args
 
 
@@ -52,7 +54,7 @@ def main(argv=None) -> dict:
     train = load_data("cifar10", split="train", limit=args.train_images, rescale="1/127.5,-1")
     test = load_data("cifar10", split="test", limit=args.test_images, rescale="1/127.5,-1")
     keras.utils.set_random_seed(0)
-    model = load_model("keras:MobileNetV2", input_shape=(32, 32, 3), classes=10)
+    model = load_model("keras:MobileNetV2", input_shape=(32, 32, 3), classes=10, weights=args.weights)
 
     analysis = te.analyze(model)
     print("\n".join(analysis.summary().splitlines()[:3]))

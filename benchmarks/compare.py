@@ -49,30 +49,11 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` and ``tfmo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
+from benchmarks.compare_spec import METHODS, Method  # noqa: E402,F401  (re-exported for tests and callers)
 
 MODELS = ("vgg16", "resnet56")
 BUDGETS = ("filters:0.5", "filters:0.8", "macs:0.5", "macs:0.75")
 LOSS = "sparse_categorical_crossentropy"
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """How a method prunes: the criterion ranking channels, global or uniform selection, ADMM or one shot."""
-
-    criterion: str
-    mode: str = "global"
-    admm: bool = False
-    label: str = ""
-
-
-METHODS = {
-    "easiedge": Method("tbaa", admm=True, label="EasiEdge (ADMM + TBAA)"),
-    "tbaa": Method("tbaa", label="one-shot TBAA + FT"),
-    "l1": Method("l1", label="one-shot L1 + FT (Li et al.)"),
-    "taylor_fo": Method("taylor_fo", label="first-order Taylor + FT (Molchanov et al.)"),
-    "uniform_l1": Method("l1", mode="uniform", label="layer-wise uniform L1 + FT"),
-    "random": Method("random", label="random + FT"),
-}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,7 +82,7 @@ def _load_range(records) -> str:
 
 
 def _profile_markdown(name: str, entry: dict[str, Any], report_path: Path) -> list[str]:
-    from benchmarks.compare import METHODS
+    from benchmarks.compare_spec import METHODS
 
     baselines, runs = entry["baselines"], entry["runs"]
     records = [*baselines.values(), *runs]
@@ -150,7 +150,7 @@ def plot(entry: dict[str, Any], path: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    from benchmarks.compare import METHODS
+    from benchmarks.compare_spec import METHODS
 
     models = [m for m in entry["baselines"] if any(r["model"] == m for r in entry["runs"])]
     if not models:

@@ -16,7 +16,7 @@ import pytest
 from keras import layers
 
 from tfmot_easiedge import cli
-from tfmot_easiedge.export import _common
+from tfmot_easiedge import _files
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +76,14 @@ def test_sigkill_leftovers_are_swept_by_the_next_run(files, tmp_path, capsys):
 def test_a_concurrent_writers_temporary_is_kept(tmp_path):
     mine = tmp_path / f".run.tmp-{os.getpid()}-abcd"  # this process is alive: a writer at work
     mine.mkdir()
-    assert _common.sweep_leftovers(tmp_path / "run") == [] and mine.exists()
+    assert _files.sweep_leftovers(tmp_path / "run") == [] and mine.exists()
 
 
 def test_full_disk_is_one_line_and_writes_nothing(files, tmp_path, capsys, monkeypatch):
     def full_disk(tmp, final, overwrite):  # a mock of a full disk: the final rename fails with ENOSPC
         raise OSError(errno.ENOSPC, "No space left on device", str(final))
 
-    monkeypatch.setattr(_common, "_commit", full_disk)
+    monkeypatch.setattr(_files, "_commit", full_disk)
     code = cli.main(_argv(files, tmp_path / "run", 0))
     err = capsys.readouterr().err
     assert code == 2

@@ -20,7 +20,8 @@ import tensorflow as tf
 from keras import layers
 
 import tfmot_easiedge as te
-from tfmot_easiedge import export
+from tfmot_easiedge import _files, export
+from tfmot_easiedge.data import batches
 from tfmot_easiedge.export import _common
 
 tflite_mod = importlib.import_module("tfmot_easiedge.export.tflite")
@@ -118,7 +119,7 @@ def _check_result(result, path, fmt, precision, n_samples):
     assert isinstance(result, export.ExportResult)
     assert result.format == fmt and result.precision == precision
     assert result.path == path and path.exists()
-    assert result.size_bytes == _common.size_on_disk(path) > 0
+    assert result.size_bytes == _files.size_on_disk(path) > 0
     assert result.n_samples == n_samples and result.verified
     assert result.seconds > 0 and result.runtime
     assert not [p.name for p in path.parent.iterdir() if ".tmp-" in p.name]
@@ -229,7 +230,7 @@ def test_onnx_opset_and_batch(small_net, tmp_path):
 def test_saved_model_round_trip(small_net, tmp_path):
     path = tmp_path / "sm"
     result = export.saved_model(small_net, path)
-    _check_result(result, path, "saved_model", "float32", _common.N_RANDOM_SAMPLES)
+    _check_result(result, path, "saved_model", "float32", batches.N_RANDOM_SAMPLES)
     assert result.max_rel_diff <= 1e-5
     loaded = tf.saved_model.load(str(path))
     x = _images(2)
@@ -548,34 +549,34 @@ def test_tensorrt_engine_round_trip(net, tmp_path, precision):
 
 
 def test_sample_data_forms():
-    specs = [_common.InputSpec("image", (None, 4, 4, 3), np.dtype("float32"))]
+    specs = [batches.InputSpec("image", (None, 4, 4, 3), np.dtype("float32"))]
     x = np.arange(5 * 48, dtype=np.uint8).reshape(5, 4, 4, 3)
     expected = x.astype("float32")
     forms = [x, (x, np.zeros(5)), [x], {"image": x},
              tf.data.Dataset.from_tensor_slices(x), tf.data.Dataset.from_tensor_slices((x, np.zeros(5))).batch(2),
              lambda: ([x[i:i + 1]] for i in range(5))]
     for form in forms:
-        (got,) = _common.as_input_arrays(form, specs)
+        (got,) = batches.as_input_arrays(form, specs)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
-    (one,) = _common.as_input_arrays(x[0], specs)  # a single unbatched sample
+    (one,) = batches.as_input_arrays(x[0], specs)  # a single unbatched sample
     assert one.shape == (1, 4, 4, 3)
-    assert _common.as_input_arrays(tf.data.Dataset.from_tensor_slices(x).repeat(), specs, limit=7)[0].shape[0] == 7
+    assert batches.as_input_arrays(tf.data.Dataset.from_tensor_slices(x).repeat(), specs, limit=7)[0].shape[0] == 7
     with pytest.raises(ValueError, match="expected shape"):
-        _common.as_input_arrays(np.zeros((2, 3)), specs)
+        batches.as_input_arrays(np.zeros((2, 3)), specs)
     with pytest.raises(ValueError, match="missing"):
-        _common.as_input_arrays({"other": x}, specs)
+        batches.as_input_arrays({"other": x}, specs)
 
 
 def test_random_inputs_are_seeded():
-    specs = [_common.InputSpec("a", (None, 3), np.dtype("float32")),
-             _common.InputSpec("b", (None, 2), np.dtype("uint8"))]
-    first, second = _common.random_inputs(specs, 4), _common.random_inputs(specs, 4)
+    specs = [batches.InputSpec("a", (None, 3), np.dtype("float32")),
+             batches.InputSpec("b", (None, 2), np.dtype("uint8"))]
+    first, second = batches.random_inputs(specs, 4), batches.random_inputs(specs, 4)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert first[0].shape == (4, 3) and first[1].dtype == np.uint8
     with pytest.raises(ValueError, match="unknown sizes"):
-        _common.random_inputs([_common.InputSpec("c", (None, None, 3), np.dtype("float32"))])
+        batches.random_inputs([batches.InputSpec("c", (None, None, 3), np.dtype("float32"))])
 
 
 def test_compare_outputs_and_result_record():
@@ -595,15 +596,15 @@ def test_compare_outputs_and_result_record():
 def test_atomic_output_cleans_up(tmp_path):
     target = tmp_path / "out.bin"
     with pytest.raises(KeyError):
-        with _common.atomic_output(target) as tmp:
+        with _files.atomic_output(target) as tmp:
             tmp.write_bytes(b"partial")
             raise KeyError("fail")
     assert list(tmp_path.iterdir()) == []
-    with _common.atomic_output(tmp_path / "sub" / "dir") as tmp:
+    with _files.atomic_output(tmp_path / "sub" / "dir") as tmp:
         tmp.mkdir()
         (tmp / "a").write_text("x")
     assert (tmp_path / "sub" / "dir" / "a").read_text() == "x"
     with pytest.raises(RuntimeError, match="wrote nothing"):
-        with _common.atomic_output(tmp_path / "empty.bin"):
+        with _files.atomic_output(tmp_path / "empty.bin"):
             pass
     assert not (tmp_path / "empty.bin").exists()

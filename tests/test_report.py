@@ -92,8 +92,11 @@ def test_budget_may_be_a_string_or_a_dict(pruned):
         r = report.build_report(model, slim_model, plan, analysis, budget=budget, importance="tbaa",
                                 stages=_stages(model, slim_model))
         assert r["budget"] == {"kind": "macs", "ratio": 0.5}
+    # a bare ratio is a filter budget, as everywhere a budget is accepted (selection.as_budget)
+    r = report.build_report(model, slim_model, plan, analysis, budget=0.5, importance="x", stages=[])
+    assert r["budget"] == {"kind": "filters", "ratio": 0.5}
     with pytest.raises(TypeError, match="budget"):
-        report.build_report(model, slim_model, plan, analysis, budget=0.5, importance="x", stages=[])
+        report.build_report(model, slim_model, plan, analysis, budget=[0.5], importance="x", stages=[])
 
 
 @pytest.mark.parametrize("edit, message", [

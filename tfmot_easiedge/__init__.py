@@ -16,10 +16,13 @@ _NAMES = {
     **dict.fromkeys(["count_macs", "count_params", "layer_macs"], "tfmot_easiedge.metrics"),
     "PruningPlan": "tfmot_easiedge.plan",
     **dict.fromkeys(["masked_copy", "recalibrate_batchnorm", "slim"], "tfmot_easiedge.rewrite"),
-    **dict.fromkeys(["FilterBudget", "MacsBudget", "parse_budget", "select"], "tfmot_easiedge.selection"),
+    **dict.fromkeys(["Budget", "FilterBudget", "MacsBudget", "ParamsBudget", "as_budget", "parse_budget",
+                     "register_budget", "select"], "tfmot_easiedge.selection"),
+    **dict.fromkeys(["Criterion", "as_criterion", "register_criterion"], "tfmot_easiedge.importance"),
     **dict.fromkeys(["LatencyResult", "measure_latency"], "tfmot_easiedge.metrics.latency"),
     **dict.fromkeys(["ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
                      "strip_pruning"], "tfmot_easiedge.admm"),
+    "OneShot": "tfmot_easiedge.admm.oneshot",
 }
 _SUBPACKAGES = ("data", "export", "importance", "report")
 

@@ -26,8 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from tfmot_easiedge.data import DataError, LoadedData, cifar10_dir, load_cifar10_arrays
-from tfmot_easiedge.data._common import make_data
+from tfmot_easiedge.data import DataError, LoadedData, cifar10_dir, load_cifar10_arrays, make_data
 from tfmot_easiedge.data.cifar10 import CLASS_NAMES, ENV_VAR
 from tfmot_easiedge.report import FILES as REPORT_FILES
 
@@ -239,82 +238,104 @@ def _latency(path: Path, image, runs: int):
 
 
 def run_demo(out_dir: str | os.PathLike, train: LoadedData, test: LoadedData, settings: DemoSettings = FULL, *,
-             data_note: str = "", verbose: int = 1, log: Callable[[str], None] = print) -> DemoResult:
+             data_note: str = "", verbose: int = 1, log: Callable[[str], None] = print,
+             overwrite: bool = False) -> DemoResult:
     """Trains, prunes, slims, exports and times a small CNN on ``train``/``test``; writes :data:`FILES` to ``out_dir``.
 
+    The files are written at the end by :meth:`EasiEdgeResult.save <tfmot_easiedge.admm.EasiEdgeResult.save>`,
+    atomically: a run that fails or is stopped leaves ``out_dir`` as it was.
+
     Args:
-        out_dir: an existing directory (the CLI passes a fresh one that replaces ``--out`` at the end).
+        out_dir: the directory to create (an existing empty one, such as the CLI's reserved ``--out``, is
+            replaced; one holding an earlier demo's files only with ``overwrite``).
         train, test: the data (see :func:`load_demo_data`).
         settings: sizes, budget and seed.
         data_note: what the data is, recorded in the report.
         verbose: 0 silent, 1 Keras progress bars and ADMM lines.
         log: where the step headings go.
+        overwrite: replace an ``out_dir`` holding an earlier demo's results.
 
     Returns:
         A :class:`DemoResult`.
 
     Raises:
         tfmot_easiedge.export.ExportVerificationError: the TFLite file disagrees with Keras.
+        FileExistsError: ``out_dir`` holds other files, or results and not ``overwrite``.
     """
     import keras
 
     import tfmot_easiedge as te
-    from tfmot_easiedge import export, report
 
-    out = Path(out_dir)
     t_start = time.perf_counter()
     train_epochs, admm_epochs, finetune_epochs = _epochs(settings, train)
+    with tempfile.TemporaryDirectory(prefix="easiedge-demo-") as tmp:
+        work = Path(tmp)
+        model, history, t_train = _train_baseline(train, settings, train_epochs, verbose, log)
+        model.save(work / "baseline.keras")  # as trained, with its optimizer state
+
+        log(f"[2/5] EasiEdge: {settings.budget}, {admm_epochs} ADMM + {finetune_epochs} fine-tune epoch(s), TBAA "
+            "ranking, SGD with momentum")
+        # ADMM's W-step: with SGD momentum the removed weights settle within a few dozen steps.
+        _compile(model, keras.optimizers.SGD(0.01, momentum=0.9))
+        pipeline = te.EasiEdge(settings.budget, importance="tbaa", calibration_size=settings.calibration_size,
+                               seed=settings.seed, verbose=verbose, min_update_interval=settings.min_update_interval)
+        result = pipeline.run(model, (train.x, train.y), admm_epochs=admm_epochs, finetune_epochs=finetune_epochs,
+                              batch_size=settings.batch_size, validation_data=(test.x, test.y))
+        exported, latency, t_export, t_latency = _export_and_time(model, result.model, test, settings, work, log)
+
+        log("[5/5] writing the model, the plan and the report")
+        timings = {"train": t_train,
+                   **{k: float(v) for k, v in result.timings.items() if k not in ("zsteps", "total")},
+                   "prune": result.timings["total"], "export": t_export, "latency": t_latency,
+                   "total": time.perf_counter() - t_start}
+        saved = result.save(
+            out_dir, baseline=model, overwrite=overwrite, budget=settings.budget, importance="tbaa",
+            latency=latency, timings=timings, history={"train": history.history, **result.history},
+            data={"note": data_note, "train": train.describe(), "validation": test.describe()},
+            config={"command": "easiedge demo", **dataclasses.asdict(settings), "model": "zoo.vgg_small",
+                    "epochs": {"train": train_epochs, "admm": admm_epochs, "finetune": finetune_epochs},
+                    "optimizer": {"train": "adam, cosine decay from 2e-3", "prune": "sgd 0.01, momentum 0.9"}},
+            extra_files={"baseline.keras": work / "baseline.keras", "model.tflite": exported.path})
+    return DemoResult(saved.report, data_note, result.slim_max_abs_diff, exported.max_rel_diff,
+                      time.perf_counter() - t_start)
+
+
+def _train_baseline(train: LoadedData, settings: DemoSettings, epochs: int, verbose: int,
+                    log: Callable[[str], None]):
+    """``(model, history, seconds)``: the demo's CNN trained ``epochs`` epochs from ``settings.seed``."""
+    import keras
+
+    import tfmot_easiedge as te
+
     keras.utils.set_random_seed(settings.seed)
     model = build_model(train.image_shape, train.num_classes, settings)
     # Adam with a cosine decay: a short training that ends at a settled point, a fair baseline.
-    steps = train_epochs * -(-len(train) // settings.batch_size)
+    steps = epochs * -(-len(train) // settings.batch_size)
     _compile(model, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.05)))
     log(f"[1/5] training {model.name} (width {settings.width}, {te.count_params(model):,} params) for "
-        f"{train_epochs} epoch(s)")
+        f"{epochs} epoch(s)")
     t0 = time.perf_counter()
-    history = model.fit(train.x, train.y, epochs=train_epochs, batch_size=settings.batch_size, verbose=verbose)
-    t_train = time.perf_counter() - t0
-    model.save(out / "baseline.keras")
+    history = model.fit(train.x, train.y, epochs=epochs, batch_size=settings.batch_size, verbose=verbose)
+    return model, history, time.perf_counter() - t0
 
-    log(f"[2/5] EasiEdge: {settings.budget}, {admm_epochs} ADMM + {finetune_epochs} fine-tune epoch(s), TBAA "
-        "ranking, SGD with momentum")
-    # ADMM's W-step: with SGD momentum the removed weights settle within a few dozen steps.
-    _compile(model, keras.optimizers.SGD(0.01, momentum=0.9))
-    pipeline = te.EasiEdge(settings.budget, importance="tbaa", calibration_size=settings.calibration_size,
-                           seed=settings.seed, verbose=verbose, min_update_interval=settings.min_update_interval)
-    result = pipeline.run(model, (train.x, train.y), admm_epochs=admm_epochs, finetune_epochs=finetune_epochs,
-                          batch_size=settings.batch_size, validation_data=(test.x, test.y))
-    result.model.save(out / "model.keras")
-    (out / "plan.json").write_text(result.plan.to_json(indent=2) + "\n", encoding="utf-8")
+
+def _export_and_time(model, slim_model, test: LoadedData, settings: DemoSettings, work: Path,
+                     log: Callable[[str], None]):
+    """``(export result, latency, export seconds, latency seconds)``: the slim model exported to
+    ``work/model.tflite`` (verified against Keras), then it and the baseline timed with LiteRT."""
+    from tfmot_easiedge import export
 
     log("[3/5] exporting the slim model to TFLite (float32), verified against Keras")
     t0 = time.perf_counter()
-    exported = export.tflite(result.model, out / "model.tflite", sample_inputs=test.x[:64])
+    exported = export.tflite(slim_model, work / "model.tflite", sample_inputs=test.x[:64])
     t_export = time.perf_counter() - t0
 
     log(f"[4/5] timing baseline and slim model with LiteRT (batch 1, 1 thread, {settings.latency_runs} runs)")
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="easiedge-demo-") as tmp:
-        baseline_file = export.tflite(model, Path(tmp) / "baseline.tflite", sample_inputs=test.x[:64]).path
-        latency = {"baseline": [_latency(baseline_file, test.x[:1], settings.latency_runs)],
-                   "slim": [_latency(exported.path, test.x[:1], settings.latency_runs)]}
-    t_latency = time.perf_counter() - t0
-
-    log("[5/5] writing the report")
-    timings = {"train": t_train, **{k: float(v) for k, v in result.timings.items() if k not in ("zsteps", "total")},
-               "prune": result.timings["total"], "export": t_export, "latency": t_latency,
-               "total": time.perf_counter() - t_start}
-    rep = report.build_report(
-        model, result.model, result.plan, te.analyze(model), budget=settings.budget, importance="tbaa",
-        stages=result.stages, latency=latency, timings=timings,
-        history={"train": history.history, **result.history},
-        data={"note": data_note, "train": train.describe(), "validation": test.describe()},
-        config={"command": "easiedge demo", **dataclasses.asdict(settings), "model": "zoo.vgg_small",
-                "epochs": {"train": train_epochs, "admm": admm_epochs, "finetune": finetune_epochs},
-                "optimizer": {"train": "adam, cosine decay from 2e-3", "prune": "sgd 0.01, momentum 0.9"}})
-    report.write_report(rep, out)
-    return DemoResult(rep, data_note, result.slim_max_abs_diff, exported.max_rel_diff,
-                      time.perf_counter() - t_start)
+    baseline_file = export.tflite(model, work / "baseline.tflite", sample_inputs=test.x[:64]).path
+    latency = {"baseline": [_latency(baseline_file, test.x[:1], settings.latency_runs)],
+               "slim": [_latency(exported.path, test.x[:1], settings.latency_runs)]}
+    return exported, latency, t_export, time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------- summary

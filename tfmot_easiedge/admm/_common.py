@@ -1,12 +1,11 @@
-"""What both ADMM callbacks do: find the wrapped model's state, attach to it, detach and force a retrace."""
+"""What both ADMM callbacks do: find the wrapped model's state, attach to it and detach from it."""
 from __future__ import annotations
 
 import numpy as np
 
 from tfmot_easiedge.admm._state import PruningState
-from tfmot_easiedge.importance._common import check_batch, input_rank
-from tfmot_easiedge.importance._data import iterate_batches
-from tfmot_easiedge.selection import parse_budget
+from tfmot_easiedge.admm.wrapper import renew_refused_train_step
+from tfmot_easiedge.data.batches import check_batch, input_rank, iterate_batches
 
 
 def attach(model, mode: str) -> PruningState:
@@ -17,27 +16,16 @@ def attach(model, mode: str) -> PruningState:
         raise RuntimeError(f"model {model.name!r} is already being trained under {sorted(busy)[0]!r}: use one "
                            "of ADMMUpdate / MaskedFineTune per fit")
     for w in state.wrappers:
-        w.attached = mode
-    # A fresh train step, traced under this mode (fit reads model.train_function at every step).
-    model.make_train_function(force=True)
+        w.attached = mode  # a variable the traced train step reads: no retrace
+    renew_refused_train_step(model, state.wrappers)
     return state
 
 
 def detach(model, state: PruningState | None) -> None:
-    """Undoes ``attach`` and drops the traced train step, so the next ``fit`` sees the new mode."""
+    """Undoes ``attach`` (the traced train step stays valid: it reads the mode from the wrappers' variable)."""
     if state is not None:
         for w in state.wrappers:
             w.attached = None
-    model.train_function = None
-
-
-def budget_from(spec):
-    """A budget object from an object, a string or a ``describe()`` dict."""
-    if isinstance(spec, dict):
-        return parse_budget(f"{spec['kind']}:{spec['ratio']}")
-    if isinstance(spec, str):
-        return parse_budget(spec)
-    return spec
 
 
 def take_examples(model, data, n: int, batch_size: int = 256):

@@ -8,21 +8,25 @@ from tfmot_easiedge.admm.wrapper import ADMMWrapper, find_wrappers
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
 from tfmot_easiedge.graph.model_graph import ModelGraph
 from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite.clone import model_from_graph
+
+#: Appended to a model's name by ``prune_filters`` (and taken off again by the unwrapped view).
+PRUNABLE_SUFFIX = "_prunable"
 
 
 def unwrapped_view(model: keras.Model) -> keras.Model:
-    """A functional model calling the wrapped layers directly (weights shared with ``model``, no copy)."""
+    """A functional model calling the wrapped layers directly (weights shared with ``model``, no copy).
+
+    It is rebuilt by the same graph clone as ``slim`` (:mod:`tfmot_easiedge.rewrite.clone`), so it has
+    the wrapped model's input and output structure (which ``prune_filters`` took from the original).
+    """
     graph = ModelGraph.from_model(model)
-    inputs = [keras.Input(shape=graph.tensors[t].shape[1:], dtype=graph.tensors[t].dtype, name=name)
-              for t, name in zip(graph.input_ids, graph.input_names)]
 
     def layer_fn(node):
         return node.layer.layer if isinstance(node.layer, ADMMWrapper) else node.layer
 
-    outputs = graph.run(inputs, layer_fn=layer_fn)
-    name = model.name[:-len("_prunable")] if model.name.endswith("_prunable") else model.name
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
-                       name=name)
+    name = model.name[:-len(PRUNABLE_SUFFIX)] if model.name.endswith(PRUNABLE_SUFFIX) else model.name
+    return model_from_graph(model, graph, layer_fn, name=name)
 
 
 def weight_masks(analysis: ModelAnalysis, node, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

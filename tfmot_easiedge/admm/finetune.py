@@ -8,20 +8,12 @@ from tfmot_easiedge.admm.prune import hard_prune
 from tfmot_easiedge.plan import PruningPlan
 
 
-class _MaskConstraint:
-    """``w ↦ mask · original(w)``: applied by the optimizer after every step."""
-
-    def __init__(self, mask, original):
-        self.mask, self.original = mask, original
-
-    def __call__(self, w):
-        if self.original is not None:
-            w = self.original(w)
-        return w * keras.ops.cast(self.mask.value, w.dtype)
-
-
 class MaskedFineTune(keras.callbacks.Callback):
     """Fixes the final mask, zeroes the removed channels and keeps them at zero after every optimizer step.
+
+    The wrappers switch to fine-tuning through their ``mode`` variable: the constraint each tracked weight
+    carries since the wrapper was built then re-applies the mask after every optimizer step, and the ADMM
+    penalty is off, in the same compiled train step (no retrace).
 
     Args:
         plan: the plan to enforce; None takes the last ADMM Z-step's.
@@ -36,7 +28,6 @@ class MaskedFineTune(keras.callbacks.Callback):
         self.plan = plan
         self.verbose = verbose
         self._state = None
-        self._originals = []
 
     def on_train_begin(self, logs=None):
         self._state = attach(self.model, "finetune")
@@ -45,18 +36,11 @@ class MaskedFineTune(keras.callbacks.Callback):
         except Exception:
             detach(self.model, self._state)
             raise
-        self._originals = []
         for w in self._state.wrappers:
             w.rho.assign(0.0)
-            for target, mask in zip(w.targets, w.mask):
-                self._originals.append((target, target.constraint))
-                target.constraint = _MaskConstraint(mask, target.constraint)
         if self.verbose:
             total = sum(self.plan.group_sizes.values())
             print(f"Masked fine-tune: {total - self.plan.removed_channels()}/{total} channels kept, the rest held at 0")
 
     def on_train_end(self, logs=None):
-        for target, original in self._originals:
-            target.constraint = original
-        self._originals = []
         detach(self.model, self._state)

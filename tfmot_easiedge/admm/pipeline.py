@@ -13,13 +13,13 @@ from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from tfmot_easiedge.admm.finetune import MaskedFineTune
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, DEFAULT_RHO, hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.admm.update import DEFAULT_RHO_GROWTH, DEFAULT_RHO_MAX, ADMMUpdate
+from tfmot_easiedge.data.batches import input_rank, iterate_batches
 from tfmot_easiedge.data.checks import check_finite, check_finite_weights, non_finite_weight
-from tfmot_easiedge.importance._common import input_rank
-from tfmot_easiedge.importance._data import iterate_batches
+from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.metrics.counting import count_macs, count_params
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
-from tfmot_easiedge.selection import parse_budget
+from tfmot_easiedge.selection.budgets import as_budget
 
 
 @dataclasses.dataclass
@@ -62,13 +62,47 @@ class EasiEdgeResult:
                 return s
         raise KeyError(name)
 
+    def save(self, directory, *, baseline: keras.Model, overwrite: bool = False, **report_options: Any):
+        """Writes ``model.keras`` (the slim model), ``plan.json`` and the report (``report.json``,
+        ``report.md``, ``report.png`` when matplotlib is installed) to ``directory``, atomically.
+
+        Everything goes to a temporary directory next to ``directory`` that is renamed onto it at the end: a
+        failure leaves ``directory`` as it was and no temporary directory behind. A slim model with a NaN or
+        inf weight is refused before anything is written.
+
+        Args:
+            directory: the directory to create (an existing empty one is replaced).
+            baseline: the model before pruning, which the report compares the slim model with.
+            overwrite: replace a directory holding an earlier saved result (never one holding other files).
+            **report_options: ``analysis``, ``budget``, ``importance``, ``latency``, ``timings``, ``history``,
+                ``data``, ``config``, ``extra_files`` (``{name: path}`` copied in) and ``plot``; see
+                :func:`tfmot_easiedge.admm.saving.save_result`.
+
+        Returns:
+            A :class:`~tfmot_easiedge.admm.saving.SavedResult` (the directory, the file names, the report).
+
+        Raises:
+            ValueError: non-finite weights in the slim model; nothing was written.
+            FileExistsError: ``directory`` exists and may not be replaced.
+
+        Example:
+            >>> result = te.EasiEdge("filters:0.5").run(model, (x, y))  # doctest: +SKIP
+            >>> result.save("pruned/", baseline=model).files  # doctest: +SKIP
+            ('model.keras', 'plan.json', 'report.json', 'report.md', 'report.png')
+        """
+        from tfmot_easiedge.admm.saving import save_result
+
+        return save_result(self, directory, baseline=baseline, overwrite=overwrite, **report_options)
+
 
 class EasiEdge:
     """Global filter pruning by ADMM with information-gain ranking, as one call.
 
     Args:
-        budget: ``FilterBudget``/``MacsBudget`` or ``"filters:0.8"`` / ``"macs:0.5"``.
-        importance: criterion name ranking channels at every Z-step (``"tbaa"`` by default).
+        budget: a Budget (``FilterBudget``, ``MacsBudget``, ``ParamsBudget`` or a user's subclass) or anything
+            :func:`~tfmot_easiedge.selection.as_budget` accepts: ``"filters:0.8"``, ``"macs:0.5"``, ``"macs:4x"``.
+        importance: the criterion ranking channels at every Z-step (``"tbaa"`` by default): a name, a
+            :class:`~tfmot_easiedge.importance.Criterion` or a function ``f(model, data, *, analysis)``.
         rho, rho_growth, rho_max, update_every: the ADMM schedule (see :class:`ADMMUpdate`). By default
             (``update_every="auto"``, ``rho_growth=None``) there are ``zsteps_per_epoch`` Z-steps per epoch
             and rho grows geometrically from ``rho`` to ``rho_max`` over the first two thirds of the ADMM
@@ -103,14 +137,14 @@ class EasiEdge:
         (28, True)
     """
 
-    def __init__(self, budget, *, importance: str = "tbaa", rho: float = DEFAULT_RHO,
+    def __init__(self, budget, *, importance="tbaa", rho: float = DEFAULT_RHO,
                  rho_growth: float | None = None, rho_max: float = DEFAULT_RHO_MAX,
                  update_every="auto", calibration_size: int = 512, protect: Iterable[str] = (),
                  min_channels: int = 1, min_fraction: float = DEFAULT_MIN_FRACTION, round_to: int | None = None,
                  seed: int | None = 0, verbose: int = 1,
                  zsteps_per_epoch: int = 2, min_update_interval: int = 50, recalibrate_bn: int = 2048):
-        self.budget = parse_budget(budget) if isinstance(budget, str) else budget
-        self.importance = importance
+        self.budget = as_budget(budget)
+        self.importance = as_criterion(importance)
         self.rho, self.rho_growth, self.rho_max = rho, rho_growth, rho_max
         self.update_every = update_every
         self.calibration_size = calibration_size
@@ -155,19 +189,10 @@ class EasiEdge:
                 model weights holding NaN or inf, an impossible budget.
             TrainingDivergedError: (a ``ValueError``) the loss or the weights became NaN or inf.
         """
-        if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
-            raise ValueError("compile the model first (its optimizer, loss and metrics are used for pruning)")
         if admm_epochs < 0 or finetune_epochs < 0:
             raise ValueError(f"epochs must be >= 0, got admm_epochs={admm_epochs}, finetune_epochs={finetune_epochs}")
-        if self.seed is not None:
-            keras.utils.set_random_seed(self.seed)
         t_start = time.perf_counter()
-        check_finite_weights(model)
-        for what, given in (("train_data", train_data), ("validation_data", validation_data)):
-            if isinstance(given, (tuple, list)) and given:  # arrays, checked whole; datasets batch by batch
-                check_finite(given[0], what)
-        calibration_data = train_data if calibration_data is None else calibration_data
-        calib = take_examples(model, calibration_data, self.calibration_size)
+        calib = _check_run(model, train_data, validation_data, calibration_data, self.calibration_size, self.seed)
         calib_data = calib[0] if calib[1] is None else calib
         fit_kwargs = {"validation_data": validation_data, "verbose": self.verbose, "batch_size": batch_size,
                       "steps_per_epoch": steps_per_epoch,
@@ -181,7 +206,7 @@ class EasiEdge:
                                 min_fraction=self.min_fraction)
         wrapped.compile_from_config(model.get_compile_config())
         update_every, growth = self.schedule(steps_per_epoch or _steps_per_epoch(train_data, batch_size), admm_epochs)
-        update = ADMMUpdate(calib_data, importance=self.importance, update_every=update_every,
+        update = ADMMUpdate(calib_data, self.budget, importance=self.importance, update_every=update_every,
                             rho_growth=growth, rho_max=self.rho_max,
                             calibration_size=self.calibration_size, seed=self.seed or 0, verbose=self.verbose)
         history: dict[str, dict] = {}
@@ -216,55 +241,82 @@ class EasiEdge:
         stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params,
                              note=f"after {finetune_epochs} masked fine-tune epochs"))
 
-        t0 = time.perf_counter()
-        small, plan = strip_pruning(wrapped)
-        t_strip = time.perf_counter() - t0
-        x = calib[0][:64]
-        diff = float(np.abs(np.asarray(small.predict(x, verbose=0), np.float64)
-                            - np.asarray(wrapped.predict(x, verbose=0), np.float64)).max())
-        t0 = time.perf_counter()
-        before_bn = top1_accuracy(small, validation_data) if validation_data is not None else None
-        n_bn = self._recalibrate(small, fit_args, batch_size)
-        t_recal = time.perf_counter() - t0
-        problem = non_finite_weight(small)
-        if problem is not None:
-            raise TrainingDivergedError(f"training diverged: the pruned model's {problem}; lower the learning rate")
-        stages.append(_stage("slim", small, validation_data, slim_macs, slim_params,
-                             note="the slim model (channels physically removed)", batchnorm=n_bn,
-                             accuracy_before_bn=before_bn if n_bn else None))
+        small, plan, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, fit_args, batch_size,
+                                                      self.recalibrate_bn, stages)
         zs = update.zstep_seconds
         timings = {"admm_fit": t_admm, "zstep_total": float(sum(zs)), "zstep_mean": float(np.mean(zs)) if zs else 0.0,
-                   "zsteps": len(zs), "finetune_fit": t_ft, "recalibrate": t_recal, "strip": t_strip,
-                   "total": time.perf_counter() - t_start}
+                   "zsteps": len(zs), "finetune_fit": t_ft, **slim_timings, "total": time.perf_counter() - t_start}
         return EasiEdgeResult(small, plan, stages, history, timings, wrapped, diff, dict(update.last))
 
-
-    def _recalibrate(self, model, fit_args, batch_size) -> int:
-        """Re-estimates ``model``'s BatchNorm statistics on the training data; returns the examples used
-        (0 when ``recalibrate_bn`` is off or the model has no BatchNorm layer)."""
-        if not self.recalibrate_bn:
-            return 0
-        layers = recalibrate_batchnorm(model, fit_args[0] if len(fit_args) == 1 else fit_args,
-                                       max_examples=self.recalibrate_bn, batch_size=batch_size or 128)
-        if not layers:
-            return 0
-        n = _num_examples(fit_args)
-        return min(self.recalibrate_bn, n) if n is not None else self.recalibrate_bn
-
     def _baseline_stage(self, model, data, fit_args, batch_size, macs: int, params: int) -> dict[str, Any]:
-        """The input model measured the way the slim model is: when the slim model's BatchNorm statistics are
-        re-estimated, so are a copy's of the baseline (the accuracy as given is kept beside it)."""
-        stage = _stage("baseline", model, data, macs, params, note="the model as given")
-        if data is None or not self.recalibrate_bn:
-            return stage
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        n_bn = self._recalibrate(copy, fit_args, batch_size)
-        if n_bn:
-            stage.update(accuracy=top1_accuracy(copy, data), accuracy_before_bn=stage["accuracy"],
-                         batchnorm=_bn_text(n_bn),
-                         note="the model as given, measured like the slim model (BatchNorm re-estimated on a copy)")
+        return _baseline_stage(model, data, fit_args, batch_size, macs, params, self.recalibrate_bn)
+
+
+def _check_run(model, train_data, validation_data, calibration_data, calibration_size: int,
+               seed: int | None) -> tuple:
+    """The checks every pipeline run starts with (compiled model, finite weights and inputs), the seed, and
+    the calibration examples ``(x, y or None)`` taken from ``calibration_data`` or else ``train_data``."""
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+        raise ValueError("compile the model first (its optimizer, loss and metrics are used for pruning)")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    check_finite_weights(model)
+    for what, given in (("train_data", train_data), ("validation_data", validation_data)):
+        if isinstance(given, (tuple, list)) and given:  # arrays, checked whole; datasets batch by batch
+            check_finite(given[0], what)
+    calibration_data = train_data if calibration_data is None else calibration_data
+    return take_examples(model, calibration_data, calibration_size)
+
+
+def _slim_stage(wrapped, x, validation_data, fit_args, batch_size, recalibrate_bn: int, stages: list
+                ) -> tuple[keras.Model, PruningPlan, float, dict[str, float]]:
+    """Strips the fine-tuned wrapped model, measures it against the masked one on ``x``, re-estimates its
+    BatchNorm statistics and appends the ``slim`` stage: ``(slim model, plan, max |diff|, timings)``."""
+    t0 = time.perf_counter()
+    small, plan = strip_pruning(wrapped)
+    t_strip = time.perf_counter() - t0
+    diff = float(np.abs(np.asarray(small.predict(x, verbose=0), np.float64)
+                        - np.asarray(wrapped.predict(x, verbose=0), np.float64)).max())
+    t0 = time.perf_counter()
+    before_bn = top1_accuracy(small, validation_data) if validation_data is not None else None
+    n_bn = _recalibrate(small, fit_args, batch_size, recalibrate_bn)
+    t_recal = time.perf_counter() - t0
+    problem = non_finite_weight(small)
+    if problem is not None:
+        raise TrainingDivergedError(f"training diverged: the pruned model's {problem}; lower the learning rate")
+    stages.append(_stage("slim", small, validation_data, count_macs(small), count_params(small),
+                         note="the slim model (channels physically removed)", batchnorm=n_bn,
+                         accuracy_before_bn=before_bn if n_bn else None))
+    return small, plan, diff, {"recalibrate": t_recal, "strip": t_strip}
+
+
+def _recalibrate(model, fit_args, batch_size, max_examples: int) -> int:
+    """Re-estimates ``model``'s BatchNorm statistics on the training data; returns the examples used
+    (0 when ``max_examples`` is 0 or the model has no BatchNorm layer)."""
+    if not max_examples:
+        return 0
+    layers = recalibrate_batchnorm(model, fit_args[0] if len(fit_args) == 1 else fit_args,
+                                   max_examples=max_examples, batch_size=batch_size or 128)
+    if not layers:
+        return 0
+    n = _num_examples(fit_args)
+    return min(max_examples, n) if n is not None else max_examples
+
+
+def _baseline_stage(model, data, fit_args, batch_size, macs: int, params: int, recalibrate_bn: int) -> dict[str, Any]:
+    """The input model measured the way the slim model is: when the slim model's BatchNorm statistics are
+    re-estimated, so are a copy's of the baseline (the accuracy as given is kept beside it)."""
+    stage = _stage("baseline", model, data, macs, params, note="the model as given")
+    if data is None or not recalibrate_bn:
         return stage
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    n_bn = _recalibrate(copy, fit_args, batch_size, recalibrate_bn)
+    if n_bn:
+        stage.update(accuracy=top1_accuracy(copy, data), accuracy_before_bn=stage["accuracy"],
+                     batchnorm=_bn_text(n_bn),
+                     note="the model as given, measured like the slim model (BatchNorm re-estimated on a copy)")
+    return stage
 
 
 def _bn_text(n: int) -> str:

@@ -6,13 +6,15 @@ from typing import Iterable
 import keras
 import numpy as np
 
-from tfmot_easiedge.admm._state import PruningState, weight_masks
+from tfmot_easiedge.admm._state import PRUNABLE_SUFFIX, PruningState, weight_masks
 from tfmot_easiedge.admm.wrapper import ADMMWrapper
 from tfmot_easiedge.graph.analysis import analyze
-from tfmot_easiedge.importance import CRITERIA
+from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.rewrite.slim import _rebuild, _clone_config_or_reuse, _copy_weights, slim
-from tfmot_easiedge.selection import FilterBudget, MacsBudget, parse_budget, select
+from tfmot_easiedge.rewrite.clone import copy_layer, rebuild
+from tfmot_easiedge.rewrite.slim import slim
+from tfmot_easiedge.selection.allocate import select
+from tfmot_easiedge.selection.budgets import as_budget
 
 #: Default ADMM penalty weight (grown by ``ADMMUpdate``'s schedule).
 DEFAULT_RHO = 1e-2
@@ -22,7 +24,7 @@ DEFAULT_RHO = 1e-2
 DEFAULT_MIN_FRACTION = 0.1
 
 
-def prune_filters(model: keras.Model, budget, *, importance: str = "tbaa", rho: float = DEFAULT_RHO,
+def prune_filters(model: keras.Model, budget, *, importance="tbaa", rho: float = DEFAULT_RHO,
                   protect: Iterable[str] = (), min_channels: int = 1, round_to: int | None = None,
                   min_fraction: float = DEFAULT_MIN_FRACTION) -> keras.Model:
     """A copy of ``model`` whose prunable layers carry ADMM state, ready for ``fit`` with ``ADMMUpdate``.
@@ -33,9 +35,12 @@ def prune_filters(model: keras.Model, budget, *, importance: str = "tbaa", rho: 
 
     Args:
         model: a functional or Sequential Keras model (nested models are inlined).
-        budget: a ``FilterBudget``/``MacsBudget`` or a string such as ``"filters:0.8"``.
-        importance: the criterion ranking channels at each Z-step (a name in
-            ``tfmot_easiedge.importance.CRITERIA``); TBAA needs calibration data in ``ADMMUpdate``.
+        budget: a Budget (``FilterBudget``, ``MacsBudget``, ``ParamsBudget``, a user's) or anything
+            ``as_budget`` accepts, such as ``"filters:0.8"`` or ``"macs:4x"``.
+        importance: the criterion ranking channels at each Z-step (anything ``as_criterion`` accepts: a
+            registered name, a ``Criterion``, a function); TBAA needs calibration data in ``ADMMUpdate``.
+            The wrappers' config stores its name; pass the object to ``ADMMUpdate`` too when it is not a
+            registered one.
         rho: the initial ADMM penalty weight.
         protect: group ids or layer names never pruned.
         min_channels: every group keeps at least this many channels.
@@ -56,11 +61,8 @@ def prune_filters(model: keras.Model, budget, *, importance: str = "tbaa", rho: 
         >>> sorted(type(l).__name__ for l in wrapped.layers if "admm" in l.name)[:1]
         ['ADMMWrapper']
     """
-    budget = parse_budget(budget) if isinstance(budget, str) else budget
-    if not isinstance(budget, (FilterBudget, MacsBudget)):
-        raise TypeError(f"budget must be FilterBudget, MacsBudget or a string, got {type(budget).__name__}")
-    if importance not in CRITERIA:
-        raise ValueError(f"unknown importance criterion {importance!r}; choose one of {sorted(CRITERIA)}")
+    budget = as_budget(budget)
+    criterion = as_criterion(importance)
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
     protect = list(protect)
@@ -80,18 +82,15 @@ def prune_filters(model: keras.Model, budget, *, importance: str = "tbaa", rho: 
             if len(node.inputs) != 1 or len(node.outputs) != 1:
                 raise ValueError(f"layer {node.name!r} has several inputs or outputs; ADMM wraps single-tensor layers")
             tracked[node.index] = names
-    settings = {"budget": budget.describe(), "importance": importance, "rho": float(rho), "protect": protect,
+    settings = {"budget": budget.describe(), "importance": criterion.name, "rho": float(rho), "protect": protect,
                 "min_channels": int(min_channels), "min_fraction": float(min_fraction), "round_to": round_to}
-
-    def make(node, rule, in_keep, out_keep):
-        return _clone_config_or_reuse(node.layer), _copy_weights(node.layer)
 
     def wrap(node, layer):
         if node.index not in tracked:
             return None
         return ADMMWrapper(layer, tracked[node.index], settings, name=f"admm_{layer.name}")
 
-    wrapped = _rebuild(model, analysis, PruningPlan.keep_all(analysis), make, suffix="_prunable", wrap=wrap)
+    wrapped = rebuild(model, analysis, copy_layer, suffix=PRUNABLE_SUFFIX, wrap=wrap)
     for w in PruningState(wrapped).wrappers:
         for target, z in zip(w.targets, w.z):
             z.assign(np.asarray(target.numpy(), dtype="float32"))

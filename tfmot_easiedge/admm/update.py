@@ -19,11 +19,12 @@ import time
 import keras
 import numpy as np
 
-from tfmot_easiedge.admm._common import attach, budget_from, detach, take_examples
+from tfmot_easiedge.admm._common import attach, detach, take_examples
 from tfmot_easiedge.admm.divergence import ADVICE, TrainingDivergedError
-from tfmot_easiedge.data._common import non_finite_kinds
-from tfmot_easiedge.importance import CRITERIA, TBAAScorer
-from tfmot_easiedge.selection import select
+from tfmot_easiedge.data.batches import non_finite_kinds
+from tfmot_easiedge.importance.criterion import as_criterion
+from tfmot_easiedge.selection.allocate import select
+from tfmot_easiedge.selection.budgets import as_budget
 
 #: Default growth of rho per Z-step and its ceiling.
 DEFAULT_RHO_GROWTH = 1.5
@@ -38,9 +39,10 @@ class ADMMUpdate(keras.callbacks.Callback):
     Args:
         calibration_data: inputs for data-driven importance (arrays ``x``, ``(x, y)`` or a
             ``tf.data.Dataset``); the first ``calibration_size`` examples are kept.
-        budget: overrides the budget given to ``prune_filters`` (object, ``"filters:0.8"``...).
-        importance: overrides the criterion given to ``prune_filters`` (a name, or a callable with the
-            criteria's interface).
+        budget: overrides the budget given to ``prune_filters`` (anything ``as_budget`` accepts: a Budget
+            object, ``"filters:0.8"``...); needed for a budget of an unregistered kind.
+        importance: overrides the criterion given to ``prune_filters`` (anything ``as_criterion`` accepts: a
+            name, a ``Criterion``, a function ``f(model, data, *, analysis)``).
         update_every: ``"epoch"`` or a number of training steps between Z-steps.
         rho_growth: rho is multiplied by this after every Z-step (1.0 keeps it constant).
         rho_max: ceiling of the grown rho.
@@ -90,8 +92,8 @@ class ADMMUpdate(keras.callbacks.Callback):
         if rho_growth < 1.0:
             raise ValueError(f"rho_growth must be >= 1 (rho does not shrink), got {rho_growth}")
         self.calibration_data = calibration_data
-        self.budget = budget_from(budget) if budget is not None else None
-        self.importance = importance
+        self.budget = as_budget(budget) if budget is not None else None
+        self.importance = as_criterion(importance) if importance is not None else None
         self.update_every = update_every
         self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
         self.calibration_size, self.batch_size, self.seed = int(calibration_size), int(batch_size), int(seed)
@@ -107,21 +109,18 @@ class ADMMUpdate(keras.callbacks.Callback):
         self._state = attach(self.model, "admm")
         try:
             s = self._state.settings
-            self._budget = self.budget or budget_from(s["budget"])
-            name = self.importance or s.get("importance", "tbaa")
-            self._criterion = CRITERIA[name] if isinstance(name, str) else name
-            self._criterion_name = name if isinstance(name, str) else getattr(name, "__name__", "custom")
-            needs_data = self._criterion_name in ("tbaa", "exact_ig", "taylor_fo") or not isinstance(name, str)
+            self._budget = self.budget or as_budget(s["budget"])
+            criterion = self.importance or as_criterion(s.get("importance", "tbaa"))
+            self._criterion_name = criterion.name
             self._calib = None
             if self.calibration_data is not None:
                 self._calib = take_examples(self._state.view, self.calibration_data, self.calibration_size)
-            elif needs_data:
-                raise ValueError(f"importance {self._criterion_name!r} needs calibration_data in ADMMUpdate")
-            if self._criterion_name == "taylor_fo" and self._calib[1] is None:
-                raise ValueError("importance 'taylor_fo' needs labelled calibration data (x, y)")
-            self._scorer = None
-            if self._criterion_name == "tbaa":  # keep the compiled scoring step across Z-steps
-                self._scorer = TBAAScorer(self._state.view, analysis=self._state.analysis)
+            elif criterion.needs_data:
+                raise ValueError(f"importance {criterion.name!r} needs calibration_data in ADMMUpdate")
+            if criterion.needs_labels and self._calib[1] is None:
+                raise ValueError(f"importance {criterion.name!r} needs labelled calibration data (x, y)")
+            # made once: a criterion may keep compiled state across Z-steps (TBAA's scoring step)
+            self._scorer = criterion.make_scorer(self._state.view, self._state.analysis)
             if self._state.zsteps() == 0:  # start from a projection, so the penalty pulls from step one
                 self.z_step()
         except Exception:
@@ -224,20 +223,12 @@ class ADMMUpdate(keras.callbacks.Callback):
         if w_plus_u is not None:
             _assign(st.wrappers, w_plus_u)
         try:
-            kwargs = {"analysis": st.analysis}
+            data = None
             if self._calib is not None:
                 x, y = self._calib
                 data = x if y is None else (x, y)
-                kwargs.update(batch_size=self.batch_size, progress=self.verbose > 1)
-                if self._criterion_name in ("tbaa", "random"):
-                    kwargs["seed"] = self.seed + st.zsteps()
-                if self._scorer is not None:
-                    kwargs.pop("analysis")
-                    return self._scorer(data, **kwargs)
-                return self._criterion(st.view, data, **kwargs)
-            if self._criterion_name == "random":
-                kwargs["seed"] = self.seed + st.zsteps()
-            return self._criterion(st.view, **kwargs)
+            return self._scorer(data, seed=self.seed + st.zsteps(), batch_size=self.batch_size,
+                                progress=self.verbose > 1)
         finally:
             if w_plus_u is not None:
                 _assign(st.wrappers, w_now)

@@ -11,15 +11,39 @@ While training under :class:`~tfmot_easiedge.admm.update.ADMMUpdate` the wrapper
 :class:`~tfmot_easiedge.admm.finetune.MaskedFineTune` it adds nothing and the optimizer re-applies the mask
 after every step. Fitting without either callback raises an error instead of silently training a model
 that is not being pruned.
+
+The mode a callback attached is a variable (``mode``: 0 detached, 1 ADMM, 2 fine-tune), read inside the
+traced train step like tfmot's pruning step: switching from ADMM to fine-tuning does not retrace it.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
-from keras.src.backend.common.variables import AutocastScope
+import tensorflow as tf
 
-#: Modes the callbacks attach to a wrapper.
+from tfmot_easiedge import _keras_compat as kc
+
+#: Modes the callbacks attach to a wrapper, in the order of their codes in the ``mode`` variable (0: none).
 MODES = ("admm", "finetune")
+DETACHED, ADMM, FINETUNE = 0, 1, 2
+_NOT_ATTACHED = ("this model was made by prune_filters; fit it with the tfmot_easiedge.ADMMUpdate callback "
+                 "(or MaskedFineTune after ADMM), or call strip_pruning(model) to get the slim model")
+
+
+class _MaskWhenFineTuning:
+    """``w ↦ mask · original(w)`` while the wrapper fine-tunes, ``original(w)`` otherwise.
+
+    Installed on each tracked weight when the wrapper is built; the optimizer applies it after every
+    step. It reads the mode variable in the graph, so the same compiled step serves both modes.
+    """
+
+    def __init__(self, mode, mask, original):
+        self.mode, self.mask, self.original = mode, mask, original
+
+    def __call__(self, w):
+        w = self.original(w) if self.original is not None else keras.ops.convert_to_tensor(w)
+        return keras.ops.cond(keras.ops.equal(self.mode.value, FINETUNE),
+                              lambda: w * keras.ops.cast(self.mask.value, w.dtype), lambda: w)
 
 
 @keras.saving.register_keras_serializable(package="tfmot_easiedge")
@@ -34,7 +58,9 @@ class ADMMWrapper(keras.layers.Wrapper):
             config so that callbacks and a reloaded model know it.
 
     Attributes:
-        attached: the mode a callback attached (``"admm"``, ``"finetune"``) or None.
+        attached: the mode a callback attached (``"admm"``, ``"finetune"``) or None; setting it assigns
+            the ``mode`` variable that the traced train step reads.
+        mode: the non-trainable int32 variable holding the attached mode's code (0 none, 1 ADMM, 2 fine-tune).
     """
 
     def __init__(self, layer, tracked=(), settings=None, **kwargs):
@@ -42,8 +68,23 @@ class ADMMWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.tracked = [str(t) for t in tracked]
         self.settings = dict(settings or {})
-        self.attached: str | None = None
-        self._layer_takes_training = "training" in getattr(layer, "call_signature_parameters", ())
+        self._layer_takes_training = "training" in kc.call_parameters(layer)
+        #: set when a trace of the train step was refused for want of a callback (see ``_check_attached``)
+        self.refused_a_trace = False
+
+    @property
+    def attached(self) -> str | None:
+        """The mode a callback attached (``"admm"``, ``"finetune"``), None when none is attached."""
+        if not self.built:
+            return None
+        code = int(self.mode.numpy())
+        return MODES[code - 1] if code else None
+
+    @attached.setter
+    def attached(self, value: str | None) -> None:
+        if value is not None and value not in MODES:
+            raise ValueError(f"mode must be one of {MODES} or None, got {value!r}")
+        self.mode.assign(DETACHED if value is None else MODES.index(value) + 1)
 
     # ------------------------------------------------------------------ state
     def build(self, input_shape=None):
@@ -71,7 +112,22 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.rho = self.add_weight(name="rho", shape=(), initializer="zeros", trainable=False, autocast=False)
         self.zsteps = self.add_weight(name="zsteps", shape=(), initializer="zeros", trainable=False,
                                       autocast=False)
+        # made last: a model saved before the mode variable existed loads into the others (load_own_variables)
+        self.mode = self.add_weight(name="mode", shape=(), dtype="int32", initializer="zeros", trainable=False,
+                                    autocast=False)
+        for target, mask in zip(self.targets, self.mask):
+            target.constraint = _MaskWhenFineTuning(self.mode, mask, target.constraint)
         self.built = True
+
+    def load_own_variables(self, store) -> None:
+        """Loads the saved state, then detaches: a callback attached at save time is not attached now."""
+        own = kc.own_variables(self)
+        if len(store.keys()) == len(own) - 1:  # saved before the mode variable existed
+            for i, v in enumerate(own[:-1]):
+                v.assign(store[f"{i}"])
+        else:
+            super().load_own_variables(store)
+        self.attached = None
 
     def penalty(self):
         """``rho/2 · Σ ||(W − Z + U) ⊙ (1 − mask)||²`` over the tracked weights, in float32.
@@ -81,7 +137,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         its value at the last Z-step, slowing the kept weights' learning in proportion to rho; leaving
         it out lets rho grow large enough to pin the removed weights at zero.
         """
-        with AutocastScope(None):
+        with kc.no_autocast():
             total = 0.0
             for w, z, u, m in zip(self.targets, self.z, self.u, self.mask):
                 d = (keras.ops.cast(w.value, "float32") - z.value + u.value) * (1.0 - m.value)
@@ -90,18 +146,31 @@ class ADMMWrapper(keras.layers.Wrapper):
 
     def call(self, inputs, training=None, **kwargs):
         if training:
-            if self.attached not in MODES:
-                raise RuntimeError(
-                    f"{self.name}: this model was made by prune_filters; fit it with the "
-                    "tfmot_easiedge.ADMMUpdate callback (or MaskedFineTune after ADMM), or call "
-                    "strip_pruning(model) to get the slim model")
-            if self.attached == "admm":
-                self.add_loss(self.penalty())
-        params = getattr(self.layer, "call_signature_parameters", ())
+            self._check_attached()
+            penalty = keras.ops.cond(keras.ops.equal(self.mode.value, ADMM), self.penalty,
+                                     lambda: keras.ops.zeros((), "float32"))
+            self.add_loss(penalty)
+        params = kc.call_parameters(self.layer)
         kwargs = {k: v for k, v in kwargs.items() if k in params and v is not None}
         if self._layer_takes_training:
             kwargs["training"] = training
         return self.layer(inputs, **kwargs)
+
+    def _check_attached(self) -> None:
+        """Training needs an attached callback: checked at trace time and in the graph.
+
+        The trace-time check (the variable's value now, read outside the graph) fails a fit without a
+        callback at once with a clear ``RuntimeError``; it changes nothing in the traced step, but the
+        half-traced step is renewed at the next fit (:func:`renew_refused_train_step`). The
+        in-graph assertion catches a step traced while attached and run after the callback left (as
+        ``tf.errors.InvalidArgumentError``; XLA compiles assertions away).
+        """
+        with tf.init_scope():
+            attached_now = int(self.mode.numpy()) != DETACHED
+        if not attached_now:
+            self.refused_a_trace = True
+            raise RuntimeError(f"{self.name}: {_NOT_ATTACHED}")
+        tf.debugging.assert_greater(self.mode.value, DETACHED, message=f"{self.name}: {_NOT_ATTACHED}")
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -116,10 +185,23 @@ class ADMMWrapper(keras.layers.Wrapper):
         return config
 
 
-def find_wrappers(model) -> list[ADMMWrapper]:
+def find_wrappers(model: keras.Model) -> list[ADMMWrapper]:
     """The ADMM wrappers of ``model`` in layer order (nested models included)."""
     out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in kc.flatten_layers(model, recursive=True):
         if isinstance(layer, ADMMWrapper):
             out.append(layer)
     return out
+
+
+def renew_refused_train_step(model: keras.Model, wrappers: list[ADMMWrapper]) -> None:
+    """Renews ``model``'s compiled train step if a wrapper refused to trace it (a fit without a callback).
+
+    That trace stopped half-way, after TensorFlow had seen the step create variables (the optimizer's
+    slots, the metrics'), so the same ``tf.function`` cannot be traced again: the next fit needs a new
+    one. Steps that traced fine are kept, whatever the mode (it is a variable).
+    """
+    if any(w.refused_a_trace for w in wrappers):
+        kc.renew_train_function(model)
+        for w in wrappers:
+            w.refused_a_trace = False

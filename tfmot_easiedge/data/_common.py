@@ -1,13 +1,14 @@
-"""What every data reader shares: the error type, the loaded-data record, label and array checks (finite values)."""
+"""What every data reader shares: the loaded-data record, label checks and :func:`make_data`.
+
+The error type and the value checks live in :mod:`tfmot_easiedge.data.batches`, for every package.
+"""
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Data that cannot be used: missing, empty, corrupt, inconsistent, or not fitting the model."""
+from tfmot_easiedge.data.batches import DataError, check_finite, is_float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,70 +54,6 @@ class LoadedData:
         """A JSON-able summary: source, example count, example shape, class count."""
         return {"source": self.source, "examples": len(self), "image_shape": list(self.image_shape),
                 "num_classes": self.num_classes}
-
-
-#: Examples checked per pass of :func:`check_finite` are capped at about this many values, so that the
-#: boolean mask it builds stays small next to the data.
-_FINITE_CHUNK_VALUES = 1 << 22
-
-
-def is_float(dtype: np.dtype) -> bool:
-    """Floating or complex dtypes, including ml_dtypes' ``bfloat16``/``float8`` (kind ``V``)."""
-    return dtype.kind in "fc" or (dtype.kind == "V" and "float" in dtype.name)
-
-
-def non_finite_kinds(values: np.ndarray) -> str:
-    """What ``values`` holds that is not finite: ``"NaN"``, ``"inf"``, ``"-inf"`` or several joined by "and"."""
-    if values.dtype.kind == "c":
-        values = np.concatenate([values.real.ravel(), values.imag.ravel()])
-    values = np.asarray(values, dtype=np.float64) if values.dtype.kind == "V" else values
-    found = [name for name, test in (("NaN", np.isnan), ("inf", np.isposinf), ("-inf", np.isneginf))
-             if test(values).any()]
-    return " and ".join(found) or "non-finite values"
-
-
-def check_finite(x, what: str = "data", offset: int = 0) -> None:
-    """Raises when a floating-point array holds NaN or inf, naming the first such example.
-
-    Integer and boolean arrays (and anything that is not numbers) pass unchecked. The check is
-    ``np.isfinite`` over the array, in slices of whole examples so that its mask stays small.
-
-    Args:
-        x: an array (or array-like: a ``tf.Tensor``, a list), batch first.
-        what: what ``x`` is, for the message (``"calibration data"``, a file name).
-        offset: the global index of ``x[0]`` when ``x`` is one batch of a larger whole, so that the message
-            gives the example's index in the whole data.
-
-    Raises:
-        DataError: (a ``ValueError``) a one-line message with the first bad example's index, what it holds
-            (NaN, inf, -inf) and how many values of ``x`` are not finite.
-
-    Example:
-        >>> check_finite(np.arange(6).reshape(3, 2))  # integers: nothing to check
-        >>> try:
-        ...     check_finite(np.array([[0.0, 1.0], [np.inf, np.nan]]), "batch", offset=64)
-        ... except ValueError as e:
-        ...     print(e)
-        batch: example 65 contains NaN and inf (2 non-finite values in examples 64..65); expected finite numbers
-    """
-    arr = np.asarray(x)
-    if not is_float(arr.dtype) or arr.size == 0:
-        return
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    n = arr.shape[0]
-    step = max(1, _FINITE_CHUNK_VALUES // max(1, arr[0].size))
-    for start in range(0, n, step):
-        finite = np.isfinite(arr[start:start + step])
-        if finite.all():
-            continue
-        bad = ~finite.reshape(finite.shape[0], -1).all(axis=1)
-        first = start + int(np.argmax(bad))
-        count = int((~finite).sum()) + sum(int((~np.isfinite(arr[s:s + step])).sum())
-                                           for s in range(start + step, n, step))
-        raise DataError(f"{what}: example {offset + first} contains {non_finite_kinds(arr[first])} ({count} "
-                        f"non-finite value{'s' if count != 1 else ''} in examples {offset}..{offset + n - 1}); "
-                        "expected finite numbers")
 
 
 def as_labels(y, what: str) -> tuple[np.ndarray, int | None]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError, LoadedData, check_finite, is_float, non_finite_kinds
+from tfmot_easiedge.data._common import LoadedData
+from tfmot_easiedge.data.batches import DataError, check_finite, is_float, non_finite_kinds
 
 __all__ = ["check_finite", "check_finite_weights", "check_fits", "model_io", "non_finite_weight"]
 
@@ -112,7 +113,8 @@ def non_finite_weight(model) -> str | None:
 
 def _layers(model) -> list:
     """The innermost layers of ``model`` first, so that a weight is named with the layer that owns it."""
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = list(flatten(include_self=False, recursive=True)) if flatten is not None else []
-    leaves = [l for l in layers if not list(l._flatten_layers(include_self=False, recursive=False))]
+    from tfmot_easiedge import _keras_compat as kc  # deferred: the rest of this module needs no Keras
+
+    layers = kc.flatten_layers(model, recursive=True)
+    leaves = [l for l in layers if not kc.flatten_layers(l, recursive=False)]
     return [*leaves, *layers, model]

@@ -77,7 +77,7 @@ def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None
         raise FileNotFoundError(f"CIFAR-10 TFRecords not found; set {ENV_VAR}")
     import keras
 
-    from tfmot_easiedge.data._common import DataError
+    from tfmot_easiedge.data.batches import DataError
 
     try:
         (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError, LoadedData, make_data
+from tfmot_easiedge.data._common import LoadedData, make_data
+from tfmot_easiedge.data.batches import DataError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
 _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}

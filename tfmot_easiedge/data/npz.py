@@ -17,7 +17,8 @@ import zipfile
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError, LoadedData, make_data
+from tfmot_easiedge.data._common import LoadedData, make_data
+from tfmot_easiedge.data.batches import DataError
 
 
 def read_npz(path: str | os.PathLike, *, limit: int | None = None) -> LoadedData:

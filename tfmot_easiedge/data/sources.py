@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError, LoadedData, check_finite, make_data
+from tfmot_easiedge.data._common import LoadedData, make_data
+from tfmot_easiedge.data.batches import DataError, check_finite
 from tfmot_easiedge.data.cifar10 import CLASS_NAMES, load_cifar10_arrays
 from tfmot_easiedge.data.image_folder import read_image_folder
 from tfmot_easiedge.data.npz import read_npz

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_easiedge.data._common import DataError
+from tfmot_easiedge.data.batches import DataError
 
 SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 

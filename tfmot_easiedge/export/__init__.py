@@ -17,8 +17,8 @@ from tfmot_easiedge._lazy import install_lazy_attributes
 
 # Loaded on first use (PEP 562): the exporters import Keras and TensorFlow, the names below do not need them.
 install_lazy_attributes(__name__, {
-    **dict.fromkeys(["ExportResult", "ExportVerificationError", "MissingDependencyError"],
-                    "tfmot_easiedge.export._common"),
+    **dict.fromkeys(["ExportResult", "ExportVerificationError"], "tfmot_easiedge.export._common"),
+    "MissingDependencyError": "tfmot_easiedge._optional",
     "onnx": "tfmot_easiedge.export.onnx", "saved_model": "tfmot_easiedge.export.saved_model",
     **dict.fromkeys(["TensorRTUnavailableError", "tensorrt"], "tfmot_easiedge.export.tensorrt"),
     "tflite": "tfmot_easiedge.export.tflite"}, [])

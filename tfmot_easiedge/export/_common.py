@@ -1,37 +1,27 @@
-"""What every exporter shares: the result record, atomic writes, lazy imports, sample inputs, verification.
+"""What every exporter shares: the result record, verification inputs and the comparison with Keras.
 
-An exporter converts to a temporary path next to the target, runs the temporary file with its own
-runtime on sample inputs, compares against Keras, and only then moves it into place. A failed
-conversion or a failed check therefore leaves neither the target nor a temporary file behind.
+An exporter converts to a temporary path next to the target (:func:`tfmot_easiedge._files.atomic_output`),
+runs the temporary file with its own runtime on sample inputs, compares against Keras, and only then moves it
+into place. A failed conversion or a failed check therefore leaves neither the target nor a temporary file
+behind. Optional runtimes are imported with :func:`tfmot_easiedge._optional.import_optional`, sample data is
+adapted by :mod:`tfmot_easiedge.data.batches`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import os
-import secrets
-import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from tfmot_easiedge.data.checks import check_finite, check_finite_weights
+from tfmot_easiedge._files import size_on_disk
+from tfmot_easiedge.data.batches import as_input_arrays, random_inputs, to_numpy
 
-# Verification samples drawn from representative data, and random samples made when nothing is given.
+# Verification samples drawn from representative data (random ones are made when nothing is given).
 MAX_VERIFY_FROM_REPRESENTATIVE = 256
-N_RANDOM_SAMPLES = 8
-RANDOM_SEED = 0
-# A tf.data.Dataset or generator is read at most this far (an infinite ``.repeat()`` must not hang).
-MAX_MATERIALIZED_SAMPLES = 10_000
 
 RunFn = Callable[[list], list]
-
-
-class MissingDependencyError(ImportError):
-    """An optional package needed by an exporter or runtime is not installed; the message names the pip extra."""
 
 
 class ExportVerificationError(RuntimeError):
@@ -93,307 +83,7 @@ class ExportResult:
         return "; ".join(parts)
 
 
-# --------------------------------------------------------------------------- optional imports
-
-
-def import_optional(module: str, extra: str, purpose: str):
-    """Imports ``module`` or raises :class:`MissingDependencyError` with a pip hint naming ``extra``.
-
-    Example:
-        >>> import_optional("json", "onnx", "ONNX export").__name__
-        'json'
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingDependencyError(
-            f"{purpose} needs the optional package '{module}', which could not be imported ({err}). "
-            f'Install it with: pip install "tfmot-easiedge[{extra}]"',
-            name=module,
-        ) from err
-
-
-def package_version(module) -> str:
-    """``"name version"`` of an imported module, for :attr:`ExportResult.runtime`."""
-    name = module.__name__.split(".")[0]
-    return f"{name} {getattr(module, '__version__', '?')}".strip()
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def check_target(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Returns ``path`` as a Path, raising FileExistsError when it exists and ``overwrite`` is False."""
-    final = Path(path)
-    if (final.exists() or final.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{final} already exists; pass overwrite=True to replace it")
-    return final
-
-
-def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
-    exists = final.exists() or final.is_symlink()
-    if exists and not overwrite:
-        raise FileExistsError(f"{final} appeared during the export; pass overwrite=True to replace it")
-    if not exists or (tmp.is_file() and final.is_file()):
-        os.replace(tmp, final)  # atomic for a file, and for a directory onto a free name
-        return
-    # A directory cannot be replaced in one step: move the old one aside, move the new one in, drop the old.
-    backup = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-    os.rename(final, backup)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(backup, final)
-        raise
-    _remove(backup)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yields a free temporary path next to ``path``; moves it onto ``path`` when the block succeeds.
-
-    The temporary path is not created: the writer makes a file or a directory there. If the block raises,
-    whatever was written is removed and ``path`` is left untouched.
-
-    Example:
-        >>> import tempfile
-        >>> target = Path(tempfile.mkdtemp()) / "model.bin"
-        >>> with atomic_output(target) as tmp:
-        ...     _ = tmp.write_bytes(b"ok")
-        >>> target.read_bytes()
-        b'ok'
-    """
-    final = check_target(path, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        yield tmp
-        if not (tmp.exists() or tmp.is_symlink()):
-            raise RuntimeError(f"the exporter wrote nothing to the temporary path {tmp}")
-        _commit(tmp, final, overwrite)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def sweep_leftovers(path: str | os.PathLike) -> list[Path]:
-    """Removes what a killed writer (SIGKILL, power loss) left next to ``path``; returns what it removed.
-
-    :func:`atomic_output` names its temporary ``.NAME.tmp-PID-HEX``: one whose process is gone is removed, one
-    whose process still runs (a concurrent writer) is kept. Backups ``.NAME.old-HEX`` of an interrupted
-    directory replacement are removed only when ``path`` itself exists (else they are the only copy, and are
-    kept for the user).
-
-    Example:
-        >>> import tempfile
-        >>> d = Path(tempfile.mkdtemp())
-        >>> (d / ".out.tmp-999999999-abcd").mkdir()
-        >>> [p.name for p in sweep_leftovers(d / "out")]
-        ['.out.tmp-999999999-abcd']
-    """
-    final = Path(path)
-    removed = []
-    if not final.parent.is_dir():
-        return removed
-    for entry in sorted(final.parent.glob(f".{final.name}.tmp-*")):
-        pid_text = entry.name[len(f".{final.name}.tmp-"):].split("-", 1)[0]
-        if pid_text.isdigit() and _process_alive(int(pid_text)):
-            continue
-        _remove(entry)
-        removed.append(entry)
-    if final.exists():
-        for entry in sorted(final.parent.glob(f".{final.name}.old-*")):
-            _remove(entry)
-            removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # another user's process, or undeterminable: keep its files
-    return True
-
-
-def size_on_disk(path: Path) -> int:
-    """Bytes of a file, or of all files below a directory."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-# --------------------------------------------------------------------------- model inputs and sample data
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """Name, shape (with ``None`` for unknown sizes, batch first) and NumPy dtype of one model input."""
-
-    name: str
-    shape: tuple
-    dtype: np.dtype
-
-
-def input_specs(model) -> list[InputSpec]:
-    """The model's inputs, in ``model.inputs`` order.
-
-    Raises:
-        ValueError: the model has no symbolic inputs (a subclassed model, or a Sequential without Input).
-    """
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"cannot read the inputs of {type(model).__name__} {getattr(model, 'name', '')!r}: got no "
-            "model.inputs; expected a functional or Sequential model built from keras.Input(...)"
-        )
-    return [InputSpec(t.name, tuple(t.shape), np.dtype(str(t.dtype))) for t in inputs]
-
-
-def _to_numpy(value) -> np.ndarray:
-    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-
-
-def _is_nested(value) -> bool:
-    return isinstance(value, (tuple, list, dict))
-
-
-def _split_x(element, n_inputs: int):
-    """The model-input part of an element that may be ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-    if isinstance(element, dict):
-        return element
-    if isinstance(element, (tuple, list)):
-        if n_inputs == 1 or _is_nested(element[0]):
-            return element[0]
-        return element
-    return element
-
-
-def _per_input(x, specs: Sequence[InputSpec]) -> list[np.ndarray]:
-    """One array per model input, batch first, cast to the input dtype."""
-    if isinstance(x, dict):
-        missing = [s.name for s in specs if s.name not in x]
-        if missing:
-            raise ValueError(f"input dict has keys {sorted(x)}; expected the model input names "
-                             f"{[s.name for s in specs]} (missing {missing})")
-        values = [x[s.name] for s in specs]
-    elif isinstance(x, (tuple, list)) and len(specs) > 1:
-        values = list(x)
-    else:
-        values = [x]
-    if len(values) != len(specs):
-        raise ValueError(f"got {len(values)} input arrays; expected {len(specs)} (one per model input "
-                         f"{[s.name for s in specs]})")
-    arrays = []
-    for spec, value in zip(specs, values):
-        arr = _to_numpy(value)
-        if arr.ndim == len(spec.shape) - 1:  # a single unbatched sample
-            arr = arr[None]
-        if arr.ndim != len(spec.shape):
-            raise ValueError(f"input {spec.name!r}: got an array of shape {arr.shape}; expected shape "
-                             f"{spec.shape} (batch first) or one sample of shape {spec.shape[1:]}")
-        arrays.append(arr.astype(spec.dtype, copy=False))
-    return arrays
-
-
-def _is_dataset(data) -> bool:
-    return type(data).__name__.endswith("Dataset") and hasattr(data, "as_numpy_iterator")
-
-
-def as_input_arrays(data, specs: Sequence[InputSpec], *, limit: int | None = None) -> list[np.ndarray]:
-    """Turns sample or representative data into one ``[N, ...]`` array per model input.
-
-    ``data`` may be an array (single-input model), a list/tuple or dict of arrays (one per input), an
-    ``(x, y)`` tuple (``y`` is ignored), a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` (batched or not),
-    or a callable / iterable yielding such elements (the ``representative_dataset`` convention of
-    ``tf.lite``). Datasets and iterables are read up to ``MAX_MATERIALIZED_SAMPLES`` samples. Samples
-    holding NaN or inf are refused (a ``ValueError`` naming the first one): they would calibrate int8
-    ranges and verify an export on nothing.
-
-    Example:
-        >>> specs = [InputSpec("x", (None, 4), np.dtype("float32"))]
-        >>> [a.shape for a in as_input_arrays((np.zeros((5, 4)), np.zeros(5)), specs)]
-        [(5, 4)]
-    """
-    if isinstance(data, np.ndarray) or hasattr(data, "numpy") or isinstance(data, (tuple, list, dict)):
-        arrays = _per_input(_split_x(data, len(specs)), specs)
-    else:
-        if _is_dataset(data):
-            elements = iter(data)
-        elif callable(data):
-            elements = iter(data())
-        elif hasattr(data, "__iter__"):
-            elements = iter(data)
-        else:
-            raise TypeError(f"got sample data of type {type(data).__name__}; expected an array, a list/tuple/dict "
-                            "of arrays, a tf.data.Dataset, or a callable/iterable yielding samples")
-        cap = min(limit or MAX_MATERIALIZED_SAMPLES, MAX_MATERIALIZED_SAMPLES)
-        chunks: list[list[np.ndarray]] = []
-        count = 0
-        for element in elements:
-            chunk = _per_input(_split_x(element, len(specs)), specs)
-            chunks.append(chunk)
-            count += chunk[0].shape[0]
-            if count >= cap:
-                break
-        if not chunks:
-            raise ValueError("the sample data yielded no elements; expected at least one sample")
-        arrays = [np.concatenate([c[i] for c in chunks]) for i in range(len(specs))]
-    if len({a.shape[0] for a in arrays}) != 1:
-        raise ValueError(f"input arrays have different sample counts {[a.shape[0] for a in arrays]}; "
-                         "expected the same number of samples for every input")
-    if limit is not None:
-        arrays = [a[:limit] for a in arrays]
-    if arrays[0].shape[0] == 0:
-        raise ValueError("got 0 samples; expected at least one")
-    for spec, arr in zip(specs, arrays):
-        check_finite(arr, f"sample data for input {spec.name!r}")
-    return arrays
-
-
-def random_inputs(specs: Sequence[InputSpec], n: int = N_RANDOM_SAMPLES, *, seed: int = RANDOM_SEED,
-                  batch_size: int | None = None) -> list[np.ndarray]:
-    """Seeded random inputs: standard normal for floats, 0..255 for uint8, 0/1 for other integers.
-
-    Example:
-        >>> [a.shape for a in random_inputs([InputSpec("x", (None, 4), np.dtype("float32"))], 3)]
-        [(3, 4)]
-    """
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for spec in specs:
-        inner = spec.shape[1:]
-        if any(d is None for d in inner):
-            raise ValueError(f"input {spec.name!r} has shape {spec.shape} with unknown sizes; pass sample "
-                             "inputs (sample_inputs= / input_data=) so they can be run")
-        shape = (batch_size or n, *inner)
-        if np.issubdtype(spec.dtype, np.floating):
-            arr = rng.standard_normal(shape)
-        elif spec.dtype == np.uint8:
-            arr = rng.integers(0, 256, shape)
-        elif np.issubdtype(spec.dtype, np.integer):
-            arr = rng.integers(0, 2, shape)
-        elif spec.dtype == np.bool_:
-            arr = rng.integers(0, 2, shape).astype(bool)
-        else:
-            raise ValueError(f"input {spec.name!r}: cannot make random data of dtype {spec.dtype}; pass sample inputs")
-        arrays.append(arr.astype(spec.dtype))
-    return arrays
+# --------------------------------------------------------------------------- verification
 
 
 def verification_inputs(specs, sample_inputs=None, representative_data=None) -> list[np.ndarray]:
@@ -403,9 +93,6 @@ def verification_inputs(specs, sample_inputs=None, representative_data=None) -> 
     if representative_data is not None:
         return as_input_arrays(representative_data, specs, limit=MAX_VERIFY_FROM_REPRESENTATIVE)
     return random_inputs(specs)
-
-
-# --------------------------------------------------------------------------- verification
 
 
 def run_in_chunks(run: RunFn, inputs: list[np.ndarray], chunk: int) -> list[np.ndarray]:
@@ -421,7 +108,7 @@ def keras_outputs(model, inputs: list[np.ndarray], chunk: int = 64) -> list[np.n
 
     def run(batch):
         out = model(batch[0] if len(batch) == 1 else batch, training=False)
-        return [_to_numpy(o) for o in tree.flatten(out)]
+        return [to_numpy(o) for o in tree.flatten(out)]
 
     return run_in_chunks(run, inputs, chunk)
 

@@ -5,6 +5,8 @@ import os
 import warnings
 from pathlib import Path
 
+from tfmot_easiedge import _files, _optional
+from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 
 # Opset 17 is read by every maintained runtime (onnxruntime >= 1.13, TensorRT >= 8.6, OpenVINO) and has
@@ -17,7 +19,7 @@ _PURPOSE = "ONNX export"
 
 
 def _check_opset(opset) -> int:
-    tf2onnx = _common.import_optional("tf2onnx", "onnx", _PURPOSE)
+    tf2onnx = _optional.import_optional("tf2onnx", "onnx", _PURPOSE)
     supported = sorted(getattr(getattr(tf2onnx, "constants", None), "OPSET_TO_IR_VERSION", {}) or [])
     opset = DEFAULT_OPSET if opset is None else opset
     if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET or (
@@ -30,11 +32,11 @@ def _check_opset(opset) -> int:
 
 def write_onnx(model, path: str | os.PathLike, opset: int) -> None:
     """Converts with ``model.export(format="onnx")``, which patches tf2onnx for NumPy 2 before using it."""
-    _common.import_optional("tf2onnx", "onnx", _PURPOSE)
+    _optional.import_optional("tf2onnx", "onnx", _PURPOSE)
     if not getattr(model, "_called", True):
         # Keras refuses to export a model never called ("The model provided has never called"), even a
         # functional one whose inputs are known; one forward pass on a random sample sets the flag.
-        sample = _common.random_inputs(_common.input_specs(model), 1)
+        sample = batches.random_inputs(batches.input_specs(model), 1)
         model(sample[0] if len(sample) == 1 else sample, training=False)
     with warnings.catch_warnings():
         # Keras's tf2onnx patch defines np.object for NumPy 2 and NumPy warns about it.
@@ -44,7 +46,7 @@ def write_onnx(model, path: str | os.PathLike, opset: int) -> None:
 
 def session_runner(model_path: str | os.PathLike, specs=None, *, threads: int | None = None):
     """An onnxruntime CPU session for ``model_path`` as a ``RunFn``; returns (run, session, runtime name)."""
-    ort = _common.import_optional("onnxruntime", "onnx", "running an ONNX file")
+    ort = _optional.import_optional("onnxruntime", "onnx", "running an ONNX file")
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
@@ -59,7 +61,7 @@ def session_runner(model_path: str | os.PathLike, specs=None, *, threads: int | 
             names = [s.name for s in specs]  # tf2onnx keeps the Keras input names
         return session.run(None, dict(zip(names, batch)))
 
-    return run, session, _common.package_version(ort)
+    return run, session, _optional.package_version(ort)
 
 
 def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False,
@@ -97,13 +99,13 @@ def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite:
     watch = _common.Stopwatch()
     opset = _check_opset(opset)
     if verify:
-        _common.import_optional("onnxruntime", "onnx", "verifying an ONNX export")
-    specs = _common.input_specs(model)
-    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
-    final = _common.check_target(path, overwrite)
+        _optional.import_optional("onnxruntime", "onnx", "verifying an ONNX export")
+    specs = batches.input_specs(model)
+    checks.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
+    final = _files.check_target(path, overwrite)
     inputs = _common.verification_inputs(specs, sample_inputs) if verify else None
     metrics, runtime = None, ""
-    with _common.atomic_output(final, overwrite=overwrite) as tmp:
+    with _files.atomic_output(final, overwrite=overwrite) as tmp:
         write_onnx(model, tmp, opset)
         if verify:
             run, _, runtime = session_runner(tmp, specs)

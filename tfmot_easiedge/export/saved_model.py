@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tfmot_easiedge import _files
+from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 
 DEFAULT_TOLERANCE = 1e-4
@@ -75,12 +77,12 @@ def saved_model(model, path: str | os.PathLike, *, overwrite: bool = False, veri
         'saved_model'
     """
     watch = _common.Stopwatch()
-    specs = _common.input_specs(model)
-    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
-    final = _common.check_target(path, overwrite)
+    specs = batches.input_specs(model)
+    checks.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
+    final = _files.check_target(path, overwrite)
     inputs = _common.verification_inputs(specs, sample_inputs) if verify else None
     metrics, runtime = None, ""
-    with _common.atomic_output(final, overwrite=overwrite) as tmp:
+    with _files.atomic_output(final, overwrite=overwrite) as tmp:
         write_saved_model(model, tmp)
         if verify:
             run, runtime = load_signature_runner(tmp, specs)

@@ -15,17 +15,16 @@ ONNX model this exporter does not make.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import glob
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tfmot_easiedge import _files, _optional
+from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
+from tfmot_easiedge.export._cuda import CudaRuntime, TensorRTUnavailableError, cuda_device_count
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _ALIASES = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "half": "fp16", "int8": "int8"}
@@ -33,98 +32,6 @@ _RESULT_PRECISION = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 BACKENDS = ("auto", "onnx", "tf-trt")
 _PURPOSE = "TensorRT export"
-_MEMCPY_HOST_TO_DEVICE, _MEMCPY_DEVICE_TO_HOST = 1, 2
-
-
-class TensorRTUnavailableError(RuntimeError):
-    """TensorRT cannot run here: no CUDA GPU, no CUDA runtime, or a TensorRT version that lacks a feature."""
-
-
-# --------------------------------------------------------------------------- CUDA runtime through ctypes
-
-
-def _cudart_candidates() -> list[str]:
-    names = []
-    found = ctypes.util.find_library("cudart")
-    if found:
-        names.append(found)
-    if sys.platform == "win32":
-        names += ["cudart64_13.dll", "cudart64_12.dll", "cudart64_110.dll"]
-    else:
-        names += ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"]
-    # pip wheels (nvidia-cuda-runtime-cu12 / nvidia-cuda-runtime) put it under site-packages/nvidia/.
-    for entry in sys.path:
-        names += sorted(glob.glob(os.path.join(entry, "nvidia", "*", "lib", "libcudart.so*")), reverse=True)
-    return names
-
-
-def _load_cudart():
-    errors = []
-    for name in _cudart_candidates():
-        try:
-            return ctypes.CDLL(name)
-        except OSError as err:
-            errors.append(f"{name}: {err}")
-    raise TensorRTUnavailableError(
-        "TensorRT needs the CUDA runtime library (libcudart) and an NVIDIA GPU; libcudart could not be "
-        "loaded (install the NVIDIA driver and CUDA runtime, e.g. pip install nvidia-cuda-runtime-cu12)")
-
-
-def cuda_device_count() -> int:
-    """Number of CUDA devices the CUDA runtime sees; 0 when there is no runtime library or no GPU."""
-    try:
-        lib = _load_cudart()
-    except TensorRTUnavailableError:
-        return 0
-    count = ctypes.c_int(0)
-    if lib.cudaGetDeviceCount(ctypes.byref(count)) != 0:
-        return 0
-    return int(count.value)
-
-
-class _Cuda:
-    """The handful of CUDA runtime calls an engine run needs: malloc/free, copies, one stream."""
-
-    def __init__(self) -> None:
-        self.lib = _load_cudart()
-        self.lib.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
-        self.lib.cudaFree.argtypes = [ctypes.c_void_p]
-        self.lib.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        self.lib.cudaStreamCreate.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-        self.lib.cudaStreamSynchronize.argtypes = [ctypes.c_void_p]
-        self.lib.cudaStreamDestroy.argtypes = [ctypes.c_void_p]
-
-    def _check(self, code: int, what: str) -> None:
-        if code != 0:
-            raise RuntimeError(f"CUDA {what} failed with error code {code}")
-
-    def malloc(self, nbytes: int) -> int:
-        ptr = ctypes.c_void_p()
-        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), max(int(nbytes), 1)), "cudaMalloc")
-        return int(ptr.value)
-
-    def free(self, ptr: int) -> None:
-        self.lib.cudaFree(ctypes.c_void_p(ptr))
-
-    def to_device(self, ptr: int, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array)
-        self._check(self.lib.cudaMemcpy(ctypes.c_void_p(ptr), array.ctypes.data_as(ctypes.c_void_p),
-                                        array.nbytes, _MEMCPY_HOST_TO_DEVICE), "cudaMemcpy to device")
-
-    def to_host(self, array: np.ndarray, ptr: int) -> None:
-        self._check(self.lib.cudaMemcpy(array.ctypes.data_as(ctypes.c_void_p), ctypes.c_void_p(ptr),
-                                        array.nbytes, _MEMCPY_DEVICE_TO_HOST), "cudaMemcpy to host")
-
-    def stream(self) -> int:
-        handle = ctypes.c_void_p()
-        self._check(self.lib.cudaStreamCreate(ctypes.byref(handle)), "cudaStreamCreate")
-        return int(handle.value or 0)
-
-    def synchronize(self, stream: int) -> None:
-        self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
-
-    def destroy(self, stream: int) -> None:
-        self.lib.cudaStreamDestroy(ctypes.c_void_p(stream))
 
 
 # --------------------------------------------------------------------------- availability
@@ -154,10 +61,10 @@ def _import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError as err:
-        raise _common.MissingDependencyError(
+        raise _optional.MissingDependencyError(
             f"{_PURPOSE} needs the 'tensorrt' Python package (TensorRT >= 10) and an NVIDIA GPU; 'tensorrt' "
             f"could not be imported ({err}), and this TensorFlow has no TF-TRT (TensorFlow >= 2.18 ships "
-            'without it). Install it with: pip install "tfmot-easiedge[tensorrt]"', name="tensorrt") from err
+            f"without it). Install it with: {_optional.install_hint('tensorrt')}", name="tensorrt") from err
     return trt
 
 
@@ -207,7 +114,7 @@ def _fp16_onnx(onnx_path: str) -> str:
     try:
         from onnxconverter_common import float16
     except ImportError as err:
-        raise _common.MissingDependencyError(
+        raise _optional.MissingDependencyError(
             "fp16 engines with TensorRT >= 11 need the ONNX model cast to float16 by 'onnxconverter-common', "
             f"which could not be imported ({err}). Install it with: pip install onnxconverter-common",
             name="onnxconverter_common") from err
@@ -223,7 +130,7 @@ class _Calibrators:
     """Makes an entropy calibrator (TensorRT 10) feeding ``arrays`` in batches from GPU buffers."""
 
     @staticmethod
-    def make(trt, cuda: _Cuda, arrays: dict[str, np.ndarray], batch_size: int):
+    def make(trt, cuda: CudaRuntime, arrays: dict[str, np.ndarray], batch_size: int):
         n = next(iter(arrays.values())).shape[0]
 
         class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -303,7 +210,7 @@ def build_engine(onnx_path: str, *, precision: str, input_shapes: dict[str, tupl
         config.set_flag(trt.BuilderFlag.INT8)
         n = next(iter(calibration.values())).shape[0]
         batch = max(1, min(32, n, max_batch_size))
-        cuda = _Cuda()
+        cuda = CudaRuntime()
         calibrator = _Calibrators.make(trt, cuda, calibration, batch)
         config.int8_calibrator = calibrator
         config.set_calibration_profile(_profile(builder, network, input_shapes, (batch, batch, batch)))
@@ -320,7 +227,7 @@ def build_engine(onnx_path: str, *, precision: str, input_shapes: dict[str, tupl
 def engine_runner(engine_path: str | os.PathLike, input_names: list[str], output_names: list[str]):
     """A ``RunFn`` running a serialized engine on the GPU; returns (run, close)."""
     trt = _import_tensorrt()
-    cuda = _Cuda()
+    cuda = CudaRuntime()
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
@@ -375,7 +282,7 @@ def _export_via_onnx(model, tmp: Path, specs, *, precision, opset, calibration, 
                      opt_batch_size, workspace_bytes):
     from tfmot_easiedge.export.onnx import _check_opset, write_onnx
 
-    _common.import_optional("tf2onnx", "tensorrt", _PURPOSE)
+    _optional.import_optional("tf2onnx", "tensorrt", _PURPOSE)
     opset = _check_opset(opset)
     shapes = {}
     with tempfile.TemporaryDirectory(prefix="easiedge-trt-") as workdir:
@@ -383,7 +290,7 @@ def _export_via_onnx(model, tmp: Path, specs, *, precision, opset, calibration, 
         write_onnx(model, onnx_path, opset)
         onnx_inputs, onnx_outputs = _onnx_io_names(onnx_path)
         names = onnx_inputs if len(specs) == 1 else [s.name for s in specs]
-        examples = inputs or calibration or _common.random_inputs(specs, 1)
+        examples = inputs or calibration or batches.random_inputs(specs, 1)
         for name, spec, example in zip(names, specs, examples):
             shapes[name] = (None, *(d if d is not None else example.shape[i + 1]
                                     for i, d in enumerate(spec.shape[1:])))
@@ -477,16 +384,16 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
         import tensorflow as tf
 
         runtime = f"tensorflow {tf.__version__} (TF-TRT)"
-    specs = _common.input_specs(model)
-    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
-    final = _common.check_target(path, overwrite)
-    calibration = _common.as_input_arrays(representative_data, specs) if precision == "int8" else None
+    specs = batches.input_specs(model)
+    checks.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
+    final = _files.check_target(path, overwrite)
+    calibration = batches.as_input_arrays(representative_data, specs) if precision == "int8" else None
     inputs = (_common.verification_inputs(specs, sample_inputs, calibration or representative_data)
               if verify else None)
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE.get(precision)
     metrics = None
-    with _common.atomic_output(final, overwrite=overwrite) as tmp:
+    with _files.atomic_output(final, overwrite=overwrite) as tmp:
         what = f"TensorRT {precision}"
         if chosen == "onnx":
             in_names, out_names = _export_via_onnx(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmot_easiedge import _files, _optional
+from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 from tfmot_easiedge.export.saved_model import ordered_outputs, write_saved_model
 
@@ -38,10 +40,10 @@ def interpreter_class():
 
         interpreter = getattr(getattr(tf, "lite", None), "Interpreter", None)
         if interpreter is None:
-            raise _common.MissingDependencyError(
+            raise _optional.MissingDependencyError(
                 "running a .tflite file needs LiteRT (ai_edge_litert), which could not be imported "
                 f"({err}), and this TensorFlow has no tf.lite.Interpreter. Install it with: "
-                'pip install "tfmot-easiedge[tflite]"', name="ai_edge_litert") from err
+                f"{_optional.install_hint('tflite')}", name="ai_edge_litert") from err
         return interpreter, f"tf.lite {tf.__version__}"
 
 
@@ -125,7 +127,7 @@ def convert(model, *, quantization: str = "float32", calibration: list[np.ndarra
     """
     import tensorflow as tf
 
-    specs = _common.input_specs(model)
+    specs = batches.input_specs(model)
     with tempfile.TemporaryDirectory(prefix="easiedge-tflite-") as tmp:
         saved = os.path.join(tmp, "saved_model")
         write_saved_model(model, saved)
@@ -210,10 +212,10 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
         raise ValueError(f"int8_io=True needs quantization='int8'; got quantization={quantization!r}")
     if verify:
         interpreter_class()  # fail before converting when no runtime can run the file
-    specs = _common.input_specs(model)
-    _common.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
-    final = _common.check_target(path, overwrite)
-    calibration = (_common.as_input_arrays(representative_data, specs)
+    specs = batches.input_specs(model)
+    checks.check_finite_weights(model)  # a diverged model would convert, and verify, without complaint
+    final = _files.check_target(path, overwrite)
+    calibration = (batches.as_input_arrays(representative_data, specs)
                    if precision == "int8" else None)
     # Reuse the arrays read for calibration: a generator of representative data can only be read once.
     inputs = (_common.verification_inputs(specs, sample_inputs, calibration or representative_data)
@@ -221,7 +223,7 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE.get(precision)
     metrics, runtime = None, ""
-    with _common.atomic_output(final, overwrite=overwrite) as tmp:
+    with _files.atomic_output(final, overwrite=overwrite) as tmp:
         flatbuffer = convert(model, quantization=precision, calibration=calibration, int8_io=int8_io)
         with open(tmp, "xb") as f:
             f.write(flatbuffer)

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from tfmot_easiedge.graph.channels import ChannelCoupling, ChannelMap
-from tfmot_easiedge.graph.model_graph import GraphNode, GraphTensor, ModelGraph
+from tfmot_easiedge.graph.context import PropagationContext
+from tfmot_easiedge.graph.model_graph import GraphNode, ModelGraph
 from tfmot_easiedge.graph.rules import ChannelRule, StopAnalysis, find_rule
 
 
@@ -47,33 +48,6 @@ class ChannelGroup:
     reasons: tuple[str, ...] = ()
     approximate: bool = False
     approximate_reasons: tuple[str, ...] = ()
-
-
-class PropagationContext:
-    """What a rule sees while analysing one node: the channel maps around it and the coupling state."""
-
-    def __init__(self, graph: ModelGraph, coupling: ChannelCoupling):
-        self.graph = graph
-        self.coupling = coupling
-        self.maps: list[ChannelMap | None] = [None] * len(graph.tensors)
-
-    def tensor(self, tid: int) -> GraphTensor:
-        return self.graph.tensors[tid]
-
-    def in_maps(self, node: GraphNode) -> list[ChannelMap | None]:
-        return [self.maps[t] for t in node.inputs]
-
-    def new_space(self, node: GraphNode, output: int, size: int, kind: str = "filters") -> ChannelMap:
-        return self.coupling.new_space(size, node.index, output, kind)
-
-    def couple(self, a: ChannelMap, b: ChannelMap) -> None:
-        self.coupling.couple(a, b)
-
-    def block(self, m: ChannelMap, reason: str) -> None:
-        self.coupling.block(m, reason)
-
-    def mark_approximate(self, m: ChannelMap, reason: str) -> None:
-        self.coupling.mark_approximate(m, reason)
 
 
 class ModelAnalysis:

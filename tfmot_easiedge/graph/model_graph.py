@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 
 import keras
 
+from tfmot_easiedge import _keras_compat as kc
+
 
 class GraphError(ValueError):
     """The model cannot be represented as a graph (subclassed model, disconnected graph...)."""
@@ -64,7 +66,7 @@ class GraphNode:
 
     def fill_in(self, values: Sequence[Any]) -> tuple[tuple, dict]:
         """Returns the call's ``(args, kwargs)`` with its input tensors replaced by ``values``."""
-        return self.arguments.fill_in(dict(zip(self.arg_keys, values)))
+        return kc.fill_in_arguments(self.arguments, dict(zip(self.arg_keys, values)))
 
 
 class ModelGraph:
@@ -149,34 +151,27 @@ class ModelGraph:
 
 def _accepted(layer, kwargs: dict) -> dict:
     """The subset of ``kwargs`` that ``layer.call`` accepts."""
-    params = getattr(layer, "call_signature_parameters", None)
-    if params is None:
-        return {}
+    params = kc.call_parameters(layer)
     return {k: v for k, v in kwargs.items() if k in params}
 
 
 def _model_inputs(model) -> list:
     if isinstance(model, keras.Sequential):
-        functional = getattr(model, "_functional", None)
+        functional = kc.functional_of(model)
         if functional is None:
             raise GraphError(
                 f"Sequential model {model.name!r} is not built: give it an Input or call build(input_shape)")
         return list(functional.inputs)
-    if not _is_functional(model):
+    if not kc.is_functional(model):
         raise GraphError(
             f"{type(model).__name__} {model.name!r} is a subclassed model: its graph is hidden in Python code. "
             "Rebuild it with the functional API or keras.Sequential to prune it.")
     return list(keras.tree.flatten(model.inputs))
 
 
-def _is_functional(model) -> bool:
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
-
-
-def _functional_of(model):
-    return model._functional if isinstance(model, keras.Sequential) else model
+def _is_graph_model(op) -> bool:
+    """A nested model whose graph can be inlined (functional or Sequential)."""
+    return isinstance(op, keras.Model) and (isinstance(op, keras.Sequential) or kc.is_functional(op))
 
 
 class _Builder:
@@ -190,39 +185,31 @@ class _Builder:
         return len(self.tensors) - 1
 
     def inline(self, model, input_ids: list[int], prefix: str) -> list[int]:
-        if not isinstance(model, keras.Sequential) and not _is_functional(model):
-            _model_inputs(model)  # raises the subclassed-model error
-        func = _functional_of(model)
-        if func is None:
-            _model_inputs(model)
+        _model_inputs(model)  # raises the subclassed- or unbuilt-model error
+        func = kc.functional_of(model)
         inner_inputs = list(keras.tree.flatten(func.inputs))
         if len(inner_inputs) != len(input_ids):
             raise GraphError(f"model {model.name!r} takes {len(inner_inputs)} inputs, got {len(input_ids)}")
         ids: dict[int, int] = {id(kt): tid for kt, tid in zip(inner_inputs, input_ids)}
-        depths = sorted(func._nodes_by_depth, reverse=True)
-        for depth in depths:
-            for knode in func._nodes_by_depth[depth]:
-                if not knode.operation or knode.is_input:
-                    continue
-                kts = list(knode.arguments.keras_tensors)
-                if any(id(kt) not in ids for kt in kts):
-                    continue
-                op = knode.operation
-                in_ids = [ids[id(kt)] for kt in kts]
-                name = prefix + op.name
-                if isinstance(op, keras.Model) and (isinstance(op, keras.Sequential) or _is_functional(op)):
-                    outs = self.inline(op, in_ids, prefix=name + "/")
-                    for kt, tid in zip(knode.outputs, outs):
-                        ids[id(kt)] = tid
-                    continue
-                if isinstance(op, keras.Model):
-                    _model_inputs(op)  # a nested subclassed model: clear error
-                index = len(self.nodes)
-                out_ids = [self.new_tensor(kt, producer=index) for kt in knode.outputs]
-                for kt, tid in zip(knode.outputs, out_ids):
+        for call in kc.operation_calls(func):
+            kts = call.inputs
+            if any(id(kt) not in ids for kt in kts):
+                continue
+            op = call.operation
+            in_ids = [ids[id(kt)] for kt in kts]
+            name = prefix + op.name
+            if _is_graph_model(op):
+                outs = self.inline(op, in_ids, prefix=name + "/")
+                for kt, tid in zip(call.outputs, outs):
                     ids[id(kt)] = tid
-                self.nodes.append(GraphNode(index, op, name, in_ids, out_ids, knode.arguments,
-                                            [id(kt) for kt in kts]))
+                continue
+            if isinstance(op, keras.Model):
+                _model_inputs(op)  # a nested subclassed model: clear error
+            index = len(self.nodes)
+            out_ids = [self.new_tensor(kt, producer=index) for kt in call.outputs]
+            for kt, tid in zip(call.outputs, out_ids):
+                ids[id(kt)] = tid
+            self.nodes.append(GraphNode(index, op, name, in_ids, out_ids, call.arguments, [id(kt) for kt in kts]))
         outputs = list(keras.tree.flatten(func.outputs))
         missing = [kt.name for kt in outputs if id(kt) not in ids]
         if missing:

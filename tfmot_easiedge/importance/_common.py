@@ -6,8 +6,8 @@ import math
 import keras
 import numpy as np
 
+from tfmot_easiedge.data.batches import check_batch, input_rank, is_dataset, iterate_batches, num_examples
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
-from tfmot_easiedge.importance._data import iterate_batches
 from tfmot_easiedge.importance._gating import GatedModel, detect_from_logits
 
 ScoreTable = dict[str, np.ndarray]
@@ -25,28 +25,14 @@ def _why(analysis) -> str:
     return "; ".join(dict.fromkeys(reasons)) or "no filters"
 
 
-def input_rank(model) -> int:
-    return len(model.inputs[0].shape)
-
-
-def check_batch(model, x) -> None:
-    """A clear error when calibration inputs do not fit the model's input shape."""
-    expected = tuple(model.inputs[0].shape[1:])
-    got = tuple(np.shape(x)[1:])
-    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
-        raise ValueError(f"calibration inputs have shape {got} per example but the model expects {expected}")
-
-
 def num_batches(data, batch_size: int, max_examples: int | None) -> int | None:
     """Number of batches for the progress bar (None when unknown); a clear error for missing data."""
-    import tensorflow as tf
-
     if data is None:
         raise ValueError("this importance criterion needs calibration data (arrays or a tf.data.Dataset)")
-    if isinstance(data, tf.data.Dataset):
+    if is_dataset(data):
         return None
     x = data[0] if isinstance(data, (tuple, list)) else data
-    n = len(x) if max_examples is None else min(len(x), max_examples)
+    n = num_examples(x) if max_examples is None else min(num_examples(x), max_examples)
     return math.ceil(n / batch_size)
 
 

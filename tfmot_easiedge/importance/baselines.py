@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfmot_easiedge import _keras_compat as kc
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
 from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, prepare
 from tfmot_easiedge.importance._gating import log_probs
@@ -18,12 +19,10 @@ def _analysis(model, analysis) -> ModelAnalysis:
 
 def _producer_kernel(layer) -> np.ndarray:
     """The producer's kernel with the output-filter axis last."""
-    from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
-
     if isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
         return np.asarray(layer.pointwise_kernel.numpy())
     kernel = np.asarray(layer.kernel.numpy())
-    if isinstance(layer, BaseConvTranspose):
+    if kc.is_conv_transpose(layer):
         kernel = np.moveaxis(kernel, -2, -1)
     return kernel
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from tfmot_easiedge.export import _common
+from tfmot_easiedge.data import batches
 
 RUNTIMES = ("keras", "tflite", "onnxruntime")
 _ALIASES = {"keras": "keras", "tflite": "tflite", "litert": "tflite", "onnxruntime": "onnxruntime",
@@ -64,7 +64,9 @@ def _resolve(model_or_file, runtime: str | None):
     """Returns (thing to run, runtime name)."""
     import keras
 
-    if isinstance(model_or_file, _common.ExportResult):
+    from tfmot_easiedge.export import ExportResult
+
+    if isinstance(model_or_file, ExportResult):
         model_or_file = model_or_file.path
     if runtime is not None:
         if not isinstance(runtime, str) or runtime.lower() not in _ALIASES:
@@ -92,8 +94,8 @@ def _resolve(model_or_file, runtime: str | None):
 
 def _batch(specs, input_data, batch_size: int) -> list[np.ndarray]:
     if input_data is None:
-        return _common.random_inputs(specs, batch_size=batch_size)
-    arrays = _common.as_input_arrays(input_data, specs)
+        return batches.random_inputs(specs, batch_size=batch_size)
+    arrays = batches.as_input_arrays(input_data, specs)
     index = np.arange(batch_size) % arrays[0].shape[0]  # take the first batch_size samples, repeating if short
     return [np.ascontiguousarray(a[index]) for a in arrays]
 
@@ -116,7 +118,7 @@ def _keras_step(model, threads: int, batch_size: int, input_data) -> tuple[Calla
                       f"and fixed once TF has started (now {effective}); measuring with {effective}. Call "
                       "tf.config.threading.set_intra_op_parallelism_threads before any TF op to change it",
                       stacklevel=3)
-    specs = _common.input_specs(model)
+    specs = batches.input_specs(model)
     tensors = [tf.constant(a) for a in _batch(specs, input_data, batch_size)]
 
     @tf.function(reduce_retracing=True)
@@ -139,8 +141,8 @@ def _tflite_step(path: Path, threads: int, batch_size: int, input_data) -> Calla
         details = interpreter.get_signature_runner(next(iter(signatures))).get_input_details()
     else:
         details = {d["name"]: d for d in interpreter.get_input_details()}
-    specs = [_common.InputSpec(name, (None, *(int(s) if s > 0 else None for s in d["shape_signature"][1:])),
-                               np.dtype(d["dtype"])) for name, d in details.items()]
+    specs = [batches.InputSpec(name, (None, *(int(s) if s > 0 else None for s in d["shape_signature"][1:])),
+                              np.dtype(d["dtype"])) for name, d in details.items()]
     arrays = _batch(specs, input_data, batch_size)
     for d, arr in zip(details.values(), arrays):
         interpreter.resize_tensor_input(d["index"], list(arr.shape))
@@ -159,8 +161,8 @@ def _onnx_step(path: Path, threads: int, batch_size: int, input_data) -> Callabl
         dtype = _ONNX_DTYPES.get(i.type)
         if dtype is None:
             raise ValueError(f"ONNX input {i.name!r} has type {i.type}; expected one of {sorted(_ONNX_DTYPES)}")
-        specs.append(_common.InputSpec(i.name, (None, *(d if isinstance(d, int) and d > 0 else None
-                                                        for d in i.shape[1:])), np.dtype(dtype)))
+        specs.append(batches.InputSpec(i.name, (None, *(d if isinstance(d, int) and d > 0 else None
+                                                       for d in i.shape[1:])), np.dtype(dtype)))
     feed = {s.name: a for s, a in zip(specs, _batch(specs, input_data, batch_size))}
     return lambda: session.run(None, feed)
 

@@ -12,7 +12,7 @@ from tfmot_easiedge.metrics.counting import count_macs, count_params, layer_macs
 from tfmot_easiedge.metrics.latency import LatencyResult
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.report.schema import REPORT_FORMAT, REPORT_VERSION
-from tfmot_easiedge.selection import parse_budget
+from tfmot_easiedge.selection.budgets import as_budget
 
 _LATENCY_FIELDS = ("runtime", "threads", "batch_size", "median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "runs")
 
@@ -26,14 +26,11 @@ def _finite(value) -> float | None:
 
 
 def _budget(budget) -> dict:
-    if hasattr(budget, "describe"):
-        return dict(budget.describe())
-    if isinstance(budget, str):
-        return dict(parse_budget(budget).describe())
+    """The budget's ``describe()`` dict; a dict with ``"kind"`` is a description already (of any kind, a user's
+    unregistered one included) and is kept as it is."""
     if isinstance(budget, Mapping) and "kind" in budget:
         return dict(budget)
-    raise TypeError(f"budget must be a FilterBudget/MacsBudget, a string like 'filters:0.5' or a dict with 'kind'; "
-                    f"got {budget!r}")
+    return dict(as_budget(budget).describe())
 
 
 def _model_info(original, slim_model) -> dict:

@@ -7,7 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Mapping
 
-from tfmot_easiedge.export._common import MissingDependencyError, atomic_output
+from tfmot_easiedge._files import atomic_output, write_json_atomic, write_text_atomic
+from tfmot_easiedge._optional import MissingDependencyError
 from tfmot_easiedge.report.markdown import render_markdown
 from tfmot_easiedge.report.plot import plot_report
 from tfmot_easiedge.report.schema import validate_report
@@ -15,16 +16,11 @@ from tfmot_easiedge.report.schema import validate_report
 FILES = ("report.json", "report.md", "report.png")
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def write_report(report: Mapping, out_dir: str | os.PathLike, *, plot: bool = True) -> dict[str, Path]:
     """Validates ``report`` and writes ``report.json``, ``report.md`` and (with ``plot``) ``report.png`` to ``out_dir``.
 
-    Each file goes to a temporary name next to its target and is moved into place with ``os.replace``,
-    so a reader never sees half a file. Without matplotlib the plot is skipped with a warning.
+    Each file goes to a temporary name next to its target and is moved into place when complete
+    (:mod:`tfmot_easiedge._files`), so a reader never sees half a file; existing report files are replaced. Without matplotlib the plot is skipped with a warning.
 
     Returns:
         ``{file name: path}`` of the files written.
@@ -41,10 +37,8 @@ def write_report(report: Mapping, out_dir: str | os.PathLike, *, plot: bool = Tr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    _write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    written["report.json"] = out / "report.json"
-    _write_text(out / "report.md", render_markdown(report))
-    written["report.md"] = out / "report.md"
+    written["report.json"] = write_json_atomic(out / "report.json", report, overwrite=True)
+    written["report.md"] = write_text_atomic(out / "report.md", render_markdown(report), overwrite=True)
     if plot:
         try:
             fig = plot_report(report)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from tfmot_easiedge.export._common import import_optional
+from tfmot_easiedge._optional import import_optional
 
 
 def plot_report(report: Mapping):

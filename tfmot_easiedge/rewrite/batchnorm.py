@@ -4,13 +4,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfmot_easiedge.importance._common import check_batch, input_rank
-from tfmot_easiedge.importance._data import iterate_batches
+from tfmot_easiedge import _keras_compat as kc
+from tfmot_easiedge.data.batches import check_batch, input_rank, iterate_batches
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """Every BatchNormalization layer of ``model``, nested models included, that training mode updates."""
-    layers = model._flatten_layers(include_self=False, recursive=True)
+    layers = kc.flatten_layers(model, recursive=True)
     return [l for l in layers if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
 
 

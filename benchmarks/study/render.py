@@ -1,0 +1,200 @@
+"""Renders the study's final runs: mean ± sd per arm, paired tests against the default arm, plots.
+
+Reads ``benchmarks/results/study/<profile>/**/final_*.json`` and writes ``STUDY.md`` and ``study.png`` beside
+them. Significance against the default arm (``Profile.default_arm``), on the seeds both arms ran:
+
+* a paired t-test over seeds of the test accuracy (two-sided; needs >= 2 paired seeds);
+* McNemar's exact test on the per-image predictions, pooled over the paired seeds: of the images exactly one
+  of the two arms got right, the binomial probability of a split at least this uneven.
+
+From the repository root::
+
+    .venv/bin/python -m benchmarks.study.render --profile cifar
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.study import spec  # noqa: E402
+from benchmarks.study.run import RESULTS_DIR  # noqa: E402
+
+
+def load_finals(profile: str, results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((results_dir / profile).rglob("final_*.json"))]
+
+
+def paired_t(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of a paired t-test, None with fewer than 2 pairs or no variation.
+
+    Example:
+        >>> round(paired_t([0.90, 0.91, 0.92], [0.88, 0.90, 0.90]), 3)
+        0.038
+    """
+    from scipy import stats
+
+    if len(a) < 2:
+        return None
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if np.allclose(d, d[0]):
+        return None if d[0] == 0 else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """``(a right & b wrong, b right & a wrong, exact two-sided p)`` on paired per-image correctness.
+
+    Example:
+        >>> a = np.array([1, 1, 1, 1, 0, 1], bool); b = np.array([1, 0, 0, 0, 0, 1], bool)
+        >>> mcnemar(a, b)
+        (3, 0, 0.25)
+    """
+    from scipy import stats
+
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(correct_b & ~correct_a))
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
+    return only_a, only_b, round(p, 6)
+
+
+def _correct(record: dict[str, Any], labels: np.ndarray) -> np.ndarray:
+    pred = np.frombuffer(record["test_predictions"].encode(), dtype=np.uint8) - ord("0")
+    return pred == labels[: len(pred)]
+
+
+def summarise(records: list[dict[str, Any]], labels: np.ndarray, default_arm: str) -> list[dict[str, Any]]:
+    """One row per (net, budget, arm): seeds, mean and sd of the test accuracy, MACs, latency, tests vs default."""
+    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for r in records:
+        cells[(r["net"], r["budget"], r["arm"])][r["seed"]] = r
+    rows = []
+    for (net, budget, arm), by_seed in sorted(cells.items()):
+        acc = [by_seed[s]["test_accuracy"] for s in sorted(by_seed)]
+        lat = [by_seed[s]["tflite_ms"] for s in sorted(by_seed) if by_seed[s].get("tflite_ms") is not None]
+        row = {"net": net, "budget": budget, "arm": arm, "label": next(iter(by_seed.values()))["arm_label"],
+               "seeds": sorted(by_seed), "lr": next(iter(by_seed.values()))["lr"],
+               "mean": float(np.mean(acc)), "sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
+               "mac_reduction": float(np.mean([r["mac_reduction"] for r in by_seed.values()])),
+               "tflite_ms": float(np.median(lat)) if lat else None,
+               "test_images": next(iter(by_seed.values()))["test_images"]}
+        ref = cells.get((net, budget, default_arm), {})
+        paired = sorted(set(ref) & set(by_seed))
+        if arm != default_arm and paired:
+            row["vs_default"] = {
+                "paired_seeds": paired,
+                "mean_difference": float(np.mean([by_seed[s]["test_accuracy"] - ref[s]["test_accuracy"]
+                                                  for s in paired])),
+                "t_test_p": paired_t([by_seed[s]["test_accuracy"] for s in paired],
+                                     [ref[s]["test_accuracy"] for s in paired]),
+                "mcnemar": mcnemar(np.concatenate([_correct(by_seed[s], labels) for s in paired]),
+                                   np.concatenate([_correct(ref[s], labels) for s in paired]))}
+        rows.append(row)
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def markdown(rows: list[dict[str, Any]], profile: spec.Profile, baselines: dict[str, float]) -> str:
+    lines = [f"# Pruning study, profile `{profile.name}`", "",
+             f"Generated by `python -m benchmarks.study.render --profile {profile.name}` from the run JSONs beside "
+             "this file. Every arm: the same committed baseline, "
+             f"{profile.epochs_after_baseline} epochs after it, {profile.calibration_images} calibration images "
+             f"per seed, BatchNorm re-estimated on {profile.recalibrate_bn} images, fine-tune learning rate from "
+             f"{list(profile.lr_grid)} chosen on {profile.heldout_images} held-out training images. "
+             f"Significance against `{profile.default_arm}`: paired t-test over seeds, McNemar (exact) on the "
+             "test predictions pooled over the paired seeds. A difference whose p-values are above 0.05 is a tie.",
+             ""]
+    for (net, budget) in sorted({(r["net"], r["budget"]) for r in rows}):
+        base = baselines.get(net)
+        lines += [f"## {net}, budget `{budget}`" + (f" (baseline {_pct(base)}%)" if base is not None else ""), "",
+                  "| arm | seeds | lr | top-1 % (mean ± sd) | vs baseline | MACs | TFLite ms | "
+                  f"vs {profile.default_arm} | t-test p | McNemar (+/-, p) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in rows if r["net"] == net and r["budget"] == budget):
+            v = r.get("vs_default")
+            sd = "" if r["sd"] is None else f" ± {_pct(r['sd'])}"
+            delta = "-" if base is None else f"{100 * (r['mean'] - base):+.2f}"
+            vs = ("-", "-", "-") if v is None else (
+                f"{100 * v['mean_difference']:+.2f}", "-" if v["t_test_p"] is None else f"{v['t_test_p']:.3f}",
+                f"{v['mcnemar'][0]}/{v['mcnemar'][1]}, {v['mcnemar'][2]:.3f}")
+            lat = "-" if r["tflite_ms"] is None else f"{r['tflite_ms']:.2f}"
+            lines.append(f"| {r['label']} | {len(r['seeds'])} | {r['lr']:g} | {_pct(r['mean'])}{sd} | {delta} | "
+                         f"{r['mac_reduction']:.2f}x | {lat} | {vs[0]} | {vs[1]} | {vs[2]} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    nets = sorted({r["net"] for r in rows})
+    fig, axes = plt.subplots(len(nets), 2, figsize=(11, 4 * len(nets)), squeeze=False)
+    for i, net in enumerate(nets):
+        for j, (xkey, xlabel) in enumerate((("mac_reduction", "MAC reduction (x)"), ("tflite_ms", "TFLite ms"))):
+            ax = axes[i][j]
+            for arm in sorted({r["arm"] for r in rows if r["net"] == net}):
+                pts = sorted((r[xkey], r["mean"], r["sd"] or 0.0) for r in rows
+                             if r["net"] == net and r["arm"] == arm and r[xkey] is not None)
+                if pts:
+                    xs, ys, es = zip(*pts)
+                    ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", label=arm)
+            ax.set(title=net, xlabel=xlabel, ylabel="top-1 %")
+            ax.grid(alpha=0.3)
+        axes[i][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def render(profile_name: str, results_dir: Path = RESULTS_DIR) -> Path | None:
+    profile = spec.PROFILES[profile_name]
+    records = load_finals(profile_name, results_dir)
+    if not records:
+        print(f"no final runs under {results_dir / profile_name}")
+        return None
+    _, labels = common.load_split("test", limit=max(r["test_images"] for r in records))
+    rows = summarise(records, labels, profile.default_arm)
+    baselines = {}
+    for net in profile.nets:
+        path = common.RESULTS_DIR / f"baseline_{net.name}.json"
+        if path.exists():
+            baselines[net.name] = json.loads(path.read_text(encoding="utf-8"))["test_accuracy"]
+    out = results_dir / profile_name / "STUDY.md"
+    out.write_text(markdown(rows, profile, baselines), encoding="utf-8")
+    common.write_json_atomic(results_dir / profile_name / "summary.json", rows)
+    plot(rows, results_dir / profile_name / "study.png")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", default="cifar", choices=sorted(spec.PROFILES))
+    args = p.parse_args(argv)
+    out = render(args.profile)
+    if out is not None:
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""ADMM's mode is state in a variable: switching ADMM -> fine-tune keeps the compiled train step (no
+retrace), a step traced while attached still refuses to train once detached, and the mode survives
+``get_config``/``from_config`` and saving as what it is (callback state, detached on reload)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmot_easiedge as te
+from tfmot_easiedge import _keras_compat as kc
+from tfmot_easiedge.admm._state import PruningState
+from tfmot_easiedge.admm.wrapper import ADMMWrapper
+from tfmot_easiedge.models import zoo
+
+N = 64
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (N, 32, 32, 3)).astype("float32"), rng.integers(0, 10, N)
+
+
+def _wrapped():
+    keras.utils.set_random_seed(0)
+    w = te.prune_filters(zoo.tiny_cnn(seed=0), "filters:0.5", importance="l1")
+    w.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    return w
+
+
+def test_switching_mode_does_not_retrace(data, monkeypatch):
+    traces = []
+    original_call = ADMMWrapper.call
+
+    def counting_call(self, inputs, training=None, **kwargs):
+        if training:
+            traces.append(self.name)  # runs in Python once per trace of the train step, never per step
+        return original_call(self, inputs, training=training, **kwargs)
+
+    monkeypatch.setattr(ADMMWrapper, "call", counting_call)
+    w = _wrapped()
+    w.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(update_every=1, verbose=0)])
+    step, traced = w.train_function, len(traces)
+    assert step is not None and traced > 0
+    w.fit(*data, batch_size=32, epochs=2, verbose=0, callbacks=[te.MaskedFineTune(verbose=0)])
+    assert w.train_function is step and len(traces) == traced
+    # the mask constraint and the penalty switch ran in that same compiled step
+    for wr in PruningState(w).wrappers:
+        assert wr.attached is None
+        for target, m in zip(wr.targets, wr.mask):
+            assert not np.any(np.asarray(target.numpy())[m.numpy() == 0])
+
+
+def test_mode_variable_follows_the_callbacks(data):
+    w = _wrapped()
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append({int(x.mode.numpy()) for x in PruningState(self.model).wrappers})
+
+    w.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(verbose=0), Probe()])
+    w.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.MaskedFineTune(verbose=0), Probe()])
+    assert seen == [{1}, {1}, {2}, {2}]
+    assert {x.attached for x in PruningState(w).wrappers} == {None}
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PruningState(w).wrappers[0].attached = "train"
+
+
+def test_a_step_traced_while_attached_refuses_to_run_detached(data):
+    w = _wrapped()
+    w.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(verbose=0)])
+    if w.jit_compile:
+        pytest.skip("XLA compiles assertions away; the first trace of a fit without a callback still fails")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ADMMUpdate"):
+        w.fit(*data, batch_size=32, epochs=1, verbose=0)
+
+
+def test_config_round_trip_and_reload_detach(data, tmp_path):
+    w = _wrapped()
+    w.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(update_every=1, verbose=0)])
+    wrapper = PruningState(w).wrappers[0]
+    config = wrapper.get_config()
+    again = ADMMWrapper.from_config(config)
+    assert "mode" not in config  # state, not configuration
+    assert (again.tracked, again.settings, again.name) == (wrapper.tracked, wrapper.settings, wrapper.name)
+    assert again.layer.get_config() == wrapper.layer.get_config()
+    for x in PruningState(w).wrappers:
+        x.attached = "admm"  # as a checkpoint written during fit sees it
+    path = tmp_path / "during_fit.keras"
+    w.save(path)
+    r = keras.saving.load_model(path)
+    for a, b in zip(PruningState(w).wrappers, PruningState(r).wrappers):
+        assert b.attached is None and int(b.mode.numpy()) == 0
+        for va, vb in [*zip(a.z, b.z), *zip(a.u, b.u), *zip(a.mask, b.mask), (a.rho, b.rho), (a.zsteps, b.zsteps)]:
+            np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    r.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    r.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(verbose=0)])
+
+
+def test_state_saved_before_the_mode_variable_loads():
+    w = _wrapped()
+    wrapper = PruningState(w).wrappers[0]
+    own = kc.own_variables(wrapper)
+    assert own[-1] is wrapper.mode
+    store = {str(i): np.asarray(v.numpy()) + 1 for i, v in enumerate(own[:-1])}  # a file without "mode"
+    wrapper.attached = "admm"
+    wrapper.load_own_variables(store)
+    assert wrapper.attached is None
+    for i, v in enumerate(own[:-1]):
+        np.testing.assert_array_equal(v.numpy(), store[str(i)])

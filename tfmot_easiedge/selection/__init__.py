@@ -1,0 +1,29 @@
+"""Budgets with their cost models, and the global allocator: score table + budget -> ``PruningPlan``.
+
+- :mod:`~tfmot_easiedge.selection.budgets`: ``Budget`` objects (``FilterBudget``, ``MacsBudget``,
+  ``ParamsBudget``, users' subclasses), the one normalisation ``as_budget`` and ``register_budget``;
+  imports neither Keras nor TensorFlow;
+- :mod:`~tfmot_easiedge.selection.cost`: cost models (filters, MACs, parameters) predicting a selection's
+  cost from kept channel counts;
+- :mod:`~tfmot_easiedge.selection.allocate`: ``select`` and its allocators.
+
+The cost models and ``select`` (and Keras with them) are imported on first use.
+
+Example:
+    >>> from tfmot_easiedge.selection import as_budget
+    >>> as_budget("macs:2x")
+    MacsBudget(ratio=0.5)
+"""
+from tfmot_easiedge._lazy import install_lazy_attributes
+from tfmot_easiedge.selection.budgets import (Budget, FilterBudget, GeometricStep, MacsBudget, ParamsBudget,
+                                              RatioBudget, as_budget, budget_kinds, parse_budget, register_budget)
+
+_LAZY = {
+    **dict.fromkeys(["ALLOCATORS", "Allocation", "register_allocator", "select"], "tfmot_easiedge.selection.allocate"),
+    **dict.fromkeys(["BilinearCost", "CostModel", "FilterCost", "MacsCost", "MacsModel", "ParamsCost"],
+                    "tfmot_easiedge.selection.cost"),
+}
+install_lazy_attributes(__name__, _LAZY)
+
+__all__ = sorted(["Budget", "FilterBudget", "GeometricStep", "MacsBudget", "ParamsBudget", "RatioBudget", "as_budget",
+                  "budget_kinds", "parse_budget", "register_budget", *_LAZY])

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra --durations=20 $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade) on the package and the tests, mypy on the
+# package; both pinned in the `test` extra and configured in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m ruff check tfmot_easiedge tests
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -10,8 +10,8 @@ Two measurements on a committed CIFAR-10 baseline, from one TBAA Fisher pass ove
    against the per-channel sum (what a global ranking of scores assumes), on the same removal sets.
 2. **One-shot accuracy with no fine-tune**: at 2x and 4x fewer MACs, the plans of ``select`` (greedy,
    global), ``select(mode="uniform")``, ``select_joint`` on the Fisher damage curves, and ``select_joint`` on
-   curves measured by ablation (the Fisher's removal order, the exact KL of part 1 at its 8 widths per group,
-   interpolated), each slimmed, BatchNorm re-estimated on 2,048 training images, scored on all 10,000 test
+   curves measured by ablation (``measure_curves``: the Fisher's removal order, the exact KL at 8 widths per
+   group on the held-out images, interpolated; what ``importance="tbaa_curves"`` does), each slimmed, BatchNorm re-estimated on 2,048 training images, scored on all 10,000 test
    images; MACs and the narrowest layer.
 
 From the repository root::
@@ -85,22 +85,8 @@ def fidelity(scorer, fisher: dict, x: np.ndarray) -> dict[str, Any]:
             "spearman_within_groups_mean": within}
 
 
-def measured_curves(fisher: dict, points: list[dict[str, Any]]) -> dict:
-    """Curves with the Fisher's removal order and the damage measured at the fidelity widths (interpolated)."""
-    from tfmot_easiedge.importance.damage import DamageCurve, curve_from_fisher
-
-    out = {}
-    for gid, f in fisher.items():
-        curve = curve_from_fisher(f)
-        ms = [0] + [p["removed"] for p in points if p["group"] == gid]
-        ds = [0.0] + [p["exact"] for p in points if p["group"] == gid]
-        damage = np.maximum.accumulate(np.interp(np.arange(curve.size + 1), ms, ds))
-        out[gid] = DamageCurve(curve.order, damage)
-    return out
-
-
 def one_shot(model, analysis, fisher: dict, data: dict, budget: str, min_fraction: float,
-             points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+             measured: dict) -> list[dict[str, Any]]:
     import tfmot_easiedge as te
     from tfmot_easiedge.importance.damage import curve_from_fisher
     from tfmot_easiedge.selection.joint import select_joint
@@ -111,8 +97,8 @@ def one_shot(model, analysis, fisher: dict, data: dict, budget: str, min_fractio
              "uniform (same share per group)": te.select(analysis, scores, budget, mode="uniform",
                                                          min_fraction=min_fraction),
              "joint (damage curves)": select_joint(analysis, curves, budget, min_fraction=min_fraction),
-             "joint (curves measured at 8 widths per group)": select_joint(
-                 analysis, measured_curves(fisher, points), budget, min_fraction=min_fraction)}
+             "joint (curves measured at 8 widths per group)": select_joint(analysis, measured, budget,
+                                                                           min_fraction=min_fraction)}
     rows = []
     base_macs = te.count_macs(model)
     for name, plan in plans.items():
@@ -188,9 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_fisher = time.perf_counter() - t0
     fid = fidelity(scorer, fisher, x_fid)
     print(f"fidelity: {fid['spearman_all_points']} within {fid['spearman_within_groups_mean']}", flush=True)
+    from tfmot_easiedge.importance.damage import curve_from_fisher, measure_curves
+
+    # what importance="tbaa_curves" computes: the Fisher's removal order, damage measured at 8 widths per group
+    measured = measure_curves(scorer, x_fid, {g: curve_from_fisher(f) for g, f in fisher.items()})
     rows = []
     for budget in args.budgets.split(","):
-        for row in one_shot(model, analysis, fisher, data, budget, args.min_fraction, fid["points"]):
+        for row in one_shot(model, analysis, fisher, data, budget, args.min_fraction, measured):
             print(f"{budget} {row['allocation']}: {row['accuracy']:.4f} at {row['mac_reduction']}x", flush=True)
             rows.append(row)
     base_pred = np.argmax(model.predict(data["x_test"], batch_size=500, verbose=0), -1)

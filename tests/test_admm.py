@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import tfmot_easiedge as te
+from tfmot_easiedge.admm._state import PruningState, weight_masks
 from tfmot_easiedge.admm.pipeline import top1_accuracy
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION
-from tfmot_easiedge.admm._state import PruningState, weight_masks
 from tfmot_easiedge.models import zoo
 
 from models import BUILDERS, build, exact_plan, predict, random_inputs, rel_err
@@ -102,6 +102,14 @@ def test_prune_filters_copies_and_wraps_without_touching_the_original():
 def test_prune_filters_rejects_impossible_requests(kwargs, match):
     with pytest.raises(ValueError, match=match):
         te.prune_filters(zoo.tiny_cnn(seed=0), **kwargs)
+
+
+def test_prune_filters_refuses_unknown_protect_names():
+    # A misspelt name used to protect nothing, silently.
+    with pytest.raises(ValueError, match=r"^protect: 'block1_conv' is not a layer or group of the model; did you mean"):
+        te.prune_filters(zoo.tiny_cnn(seed=0), "filters:0.5", protect=["block1_conv"])
+    wrapped = te.prune_filters(zoo.tiny_cnn(seed=0), "filters:0.5", protect=["block1_conv1"])
+    assert "admm_block1_conv1" not in [layer.name for layer in wrapped.layers]
 
 
 def test_prune_filters_rejects_subclassed_models():

@@ -175,7 +175,7 @@ def _bad_argv(f, case):
     ("corrupt data", "not a readable .npz"),
     ("missing data", "data not found"),
     ("unparsable budget", "does not parse"),
-    ("unknown budget kind", "kind must be 'filters' or 'macs'"),
+    ("unknown budget kind", "unknown kind 'flops', expected one of ['filters', 'macs', 'params']"),
     ("budget out of range", "must be in [0, 1)"),
     ("impossible budget", "cannot remove"),
     ("bad rescale", "rescale '1/x' does not parse"),

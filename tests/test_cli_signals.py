@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from tfmot_easiedge import cli
-from tfmot_easiedge import _files
+from tfmot_easiedge import _files, cli
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,12 @@ import pytest
 
 MODULES = [
     "tfmot_easiedge.plan", "tfmot_easiedge.selection", "tfmot_easiedge.graph.rules", "tfmot_easiedge.graph.analysis",
-    "tfmot_easiedge.rewrite.slim", "tfmot_easiedge.rewrite.clone", "tfmot_easiedge.rewrite.batchnorm", "tfmot_easiedge.importance.tbaa", "tfmot_easiedge.metrics.latency",
+    "tfmot_easiedge.rewrite.slim", "tfmot_easiedge.rewrite.clone", "tfmot_easiedge.rewrite.batchnorm",
+    "tfmot_easiedge.importance.tbaa", "tfmot_easiedge.metrics.latency",
     "tfmot_easiedge.admm.prune", "tfmot_easiedge.admm.update", "tfmot_easiedge.admm.pipeline",
     "tfmot_easiedge.selection.budgets", "tfmot_easiedge.selection.cost", "tfmot_easiedge.selection.allocate",
     "tfmot_easiedge.importance", "tfmot_easiedge.importance.criterion", "tfmot_easiedge.admm.oneshot",
+    "tfmot_easiedge.selection.protect", "tfmot_easiedge._network",
 ]
 
 

@@ -7,9 +7,16 @@ import pytest
 from keras import layers as L
 
 import tfmot_easiedge as te
-from tfmot_easiedge.graph import (ChannelCoupling, ChannelMap, GraphError, ModelGraph, find_rule, register_rule,
-                                  unregister_rule)
-from tfmot_easiedge.graph import rules
+from tfmot_easiedge.graph import (
+    ChannelCoupling,
+    ChannelMap,
+    GraphError,
+    ModelGraph,
+    find_rule,
+    register_rule,
+    rules,
+    unregister_rule,
+)
 
 from models import BUILDERS, build
 
@@ -146,8 +153,8 @@ class TestChannelCoupling:
 
     def test_components_number_channels_in_the_first_space_order(self):
         cc = ChannelCoupling()
-        a, b = cc.new_space(3, None, 0, "filters"), cc.new_space(3, None, 0, "filters")
-        cc.couple(a, ChannelMap(np.array([1, 1, 1]), np.array([2, 1, 0])))  # a reversed copy of b
+        a, _b = cc.new_space(3, None, 0, "filters"), cc.new_space(3, None, 0, "filters")
+        cc.couple(a, ChannelMap(np.array([1, 1, 1]), np.array([2, 1, 0])))  # a reversed copy of _b
         (_, roots), = cc.components()
         assert roots == [cc.find(cc.key(0, i)) for i in range(3)]
 

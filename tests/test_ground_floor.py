@@ -31,7 +31,7 @@ def test_a_writer_that_raises_leaves_nothing_half_written(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with _files.atomic_output(target, overwrite=True) as tmp:
             tmp.write_bytes(b"new but incomplete")
-            1 / 0
+            1 / 0  # noqa: B018 -- fails mid-write on purpose
     assert target.read_bytes() == b"old" and _entries(tmp_path) == ["model.bin"]
 
 
@@ -204,7 +204,8 @@ def test_check_batch_names_what_was_expected():
 
 
 def test_input_arrays_from_named_and_unbatched_samples():
-    specs = [batches.InputSpec("a", (None, 3), np.dtype("float32")), batches.InputSpec("b", (None, 2), np.dtype("uint8"))]
+    specs = [batches.InputSpec("a", (None, 3), np.dtype("float32")),
+             batches.InputSpec("b", (None, 2), np.dtype("uint8"))]
     a, b = batches.as_input_arrays({"a": np.ones((4, 3)), "b": np.ones((4, 2))}, specs)
     assert a.dtype == np.float32 and b.dtype == np.uint8 and a.shape == (4, 3)
     (one,) = batches.as_input_arrays(np.ones(3), specs[:1])
@@ -227,3 +228,21 @@ def test_docstring_examples_run(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_iterate_batches_reads_a_keras_pydataset_with_its_own_batching():
+    import keras
+
+    from tfmot_easiedge.data.batches import is_batch_sequence, iterate_batches
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return np.full((4, 2), i, "float32"), np.full(4, i)
+
+    data = Batches()
+    assert is_batch_sequence(data) and not is_batch_sequence(np.zeros((3, 2)))
+    got = [(x.shape, y.tolist()) for x, y in iterate_batches(data, batch_size=99, max_examples=10)]
+    assert got == [((4, 2), [0] * 4), ((4, 2), [1] * 4), ((2, 2), [2] * 2)]

@@ -153,3 +153,65 @@ def test_curves_reject_bad_input():
         select_joint(analysis, {"nope": DamageCurve(np.arange(2), np.zeros(3))}, "macs:0.5")
     with pytest.raises(ValueError, match="channels, the group"):
         select_joint(analysis, {"c1": DamageCurve(np.arange(2), np.zeros(3))}, "macs:0.5")
+
+
+def test_measured_curves_match_the_kl_of_a_masked_copy():
+    import tfmot_easiedge as te
+    from tfmot_easiedge.importance.damage import measure_curves
+    from tfmot_easiedge.plan import PruningPlan
+
+    model = _chain_model()
+    analysis = analyze(model)
+    data = np.random.default_rng(2).random((40, 12, 12, 3)).astype("float32")
+    scorer = TBAAScorer(model, analysis=analysis)
+    curves = damage_curves(model, data, scorer=scorer, progress=False)
+    measured = measure_curves(scorer, data, curves, widths=4, from_logits=True)
+    gid = "c2"
+    m = 8  # a measured point: 2/4 of the 16 channels
+    keep = sorted(set(range(16)) - set(curves[gid].order[:m].tolist()))
+    cut = te.masked_copy(model, PruningPlan({gid: keep}, {gid: 16}), analysis=analysis)
+
+    def logp(out):
+        out = np.asarray(out, np.float64)
+        out = out - out.max(-1, keepdims=True)
+        return out - np.log(np.exp(out).sum(-1, keepdims=True))
+
+    p0, q = logp(model.predict(data, verbose=0)), logp(cut.predict(data, verbose=0))
+    kl = float(np.mean(np.sum(np.exp(p0) * (p0 - q), -1)))
+    assert measured[gid].damage[m] == pytest.approx(kl, rel=1e-3, abs=1e-7)
+    assert measured[gid].order.tolist() == curves[gid].order.tolist()
+
+
+def test_select_dispatches_damage_curves_to_the_joint_allocator():
+    import tfmot_easiedge as te
+
+    model = _chain_model()
+    analysis = analyze(model)
+    data = np.random.default_rng(3).random((32, 12, 12, 3)).astype("float32")
+    curves = te.importance.as_criterion("tbaa_curves").score(model, data, analysis=analysis, measure=2)
+    plan = te.select(analysis, curves, "macs:0.5", min_fraction=0.1)
+    assert plan.metadata["mode"] == "joint"
+    with pytest.raises(ValueError, match="jointly"):
+        te.select(analysis, curves, "macs:0.5", mode="uniform")
+    with pytest.raises(ValueError, match="tbaa_curves"):
+        te.select(analysis, {g: np.ones(c.size) for g, c in curves.items()}, "macs:0.5", mode="joint")
+
+
+@pytest.mark.parametrize("pipeline", ["oneshot", "easiedge"])
+def test_pipelines_prune_with_damage_curves(pipeline):
+    import tfmot_easiedge as te
+
+    model = _chain_model()
+    model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(4)
+    x, y = rng.random((64, 12, 12, 3)).astype("float32"), rng.integers(0, 5, 64)
+    kwargs = {"importance": te.importance.TBAACurves(measure=2), "calibration_size": 32, "verbose": 0,
+              "recalibrate_bn": 0}
+    if pipeline == "oneshot":
+        result = te.OneShot("macs:0.5", **kwargs).run(model, (x, y), finetune_epochs=1)
+    else:
+        result = te.EasiEdge("macs:0.5", **kwargs).run(model, (x, y), admm_epochs=1, finetune_epochs=1)
+    assert te.count_macs(result.model) <= 0.5 * te.count_macs(model) * 1.0001
+    assert result.plan.metadata.get("mode") == "joint" or result.plan.metadata.get("importance") == "tbaa_curves"
+    with pytest.raises(ValueError, match="iterative"):
+        te.OneShot("macs:0.5", importance="tbaa_curves", iterations=2)

@@ -35,8 +35,8 @@ def test_small_run_times_filter_and_mac_budgets(tmp_path):
         pytest.skip("local CIFAR-10 TFRecords not found (../shared/data/cifar10 or $EASIEDGE_CIFAR10_DIR)")
     out = tmp_path / "lat"
     # --quick: coarse segments for the breakdowns (one per conv block), few runs; the rest is explicit
-    report = latency.main(["--quick", "--models", "vgg_small", "--ratios", "0,0.5", "--macs", "0.75,0.99", "--runs", "4",
-                           "--rounds", "2", "--warmup", "1", "--calibration", "8", "--runtimes",
+    report = latency.main(["--quick", "--models", "vgg_small", "--ratios", "0,0.5", "--macs", "0.75,0.99",
+                           "--runs", "4", "--rounds", "2", "--warmup", "1", "--calibration", "8", "--runtimes",
                            "tflite_fp32_t1,tflite_fp32_t1_cpu", "--breakdown", "always",
                            "--breakdown-models", "vgg_small", "--out", str(out)])
     r = report["models"]["vgg_small"]

@@ -8,11 +8,11 @@ property raises on a model that was never called): this matrix is what keeps tha
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 from keras import layers
 
-import keras
 import tfmot_easiedge as te
 from tfmot_easiedge import cli
 

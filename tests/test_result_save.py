@@ -8,10 +8,11 @@ import os
 import keras
 import numpy as np
 import pytest
-from models import conv_chain
 
 import tfmot_easiedge as te
 from tfmot_easiedge import report
+
+from models import conv_chain
 
 OWN_FILES = {"model.keras", "plan.json", "report.json", "report.md"}
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None

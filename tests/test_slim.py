@@ -10,7 +10,7 @@ from keras import layers as L
 import tfmot_easiedge as te
 from tfmot_easiedge.models import zoo
 
-from models import BUILDERS, build, exact_plan, predict, randomize, random_inputs, rel_err
+from models import BUILDERS, build, exact_plan, predict, random_inputs, randomize, rel_err
 
 TOL = 1e-4
 RATIO = 0.4

@@ -14,8 +14,7 @@ import pytest
 import tfmot_easiedge as te
 from tfmot_easiedge.importance import Criterion, FunctionCriterion, Norm, as_criterion, register_criterion
 from tfmot_easiedge.models import zoo
-from tfmot_easiedge.selection import (Budget, FilterBudget, MacsBudget, ParamsBudget, as_budget, register_budget,
-                                      select)
+from tfmot_easiedge.selection import Budget, FilterBudget, MacsBudget, ParamsBudget, as_budget, register_budget, select
 from tfmot_easiedge.selection.cost import CostModel, MacsCost, ParamsCost
 
 N = 64
@@ -208,7 +207,9 @@ def test_as_criterion_accepts_names_objects_and_functions():
     f = as_criterion(mine)
     assert isinstance(f, FunctionCriterion) and f.name == "mine" and f.needs_data
     assert f.score(None, None, analysis=None, batch_size=8, seed=3) == {}  # options it does not take are dropped
-    assert set(te.importance.CRITERION_NAMES) == {"tbaa", "exact_ig", "l1", "l2", "bn_scale", "taylor_fo", "random"}
+    assert set(te.importance.CRITERION_NAMES) == {"tbaa", "exact_ig", "l1", "l2", "bn_scale", "taylor_fo", "random",
+                                                  "group_l2", "tbaa_curves"}
+    assert as_criterion("tbaa_curves").returns_curves and not as_criterion("group_l2").needs_data
     assert te.importance.get("l2").__name__ == "l2_norm"
 
 
@@ -246,7 +247,7 @@ def test_oneshot_meets_its_mac_budget_after_slimming(data, iterations):
     r = te.OneShot("macs:0.5", importance="l1", iterations=iterations, verbose=0).run(
         m, data, data, finetune_epochs=1, epochs_between=1)
     names = [s["stage"] for s in r.stages]
-    rounds = [f"prune_1", "finetune_1"] if iterations == 2 else []
+    rounds = ["prune_1", "finetune_1"] if iterations == 2 else []
     assert names == ["baseline", *rounds, "hard_prune", "finetune", "slim"]
     achieved = 1 - te.count_macs(r.model) / te.count_macs(m)
     assert 0.5 <= achieved <= 0.56

@@ -49,14 +49,14 @@ class PruningPlan:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def keep_all(cls, analysis) -> "PruningPlan":
+    def keep_all(cls, analysis) -> PruningPlan:
         """A plan that keeps every channel of every prunable group of ``analysis``."""
         groups = analysis.prunable_groups
         return cls({g: list(range(grp.size)) for g, grp in groups.items()},
                    {g: grp.size for g, grp in groups.items()}, analysis.graph.model_name)
 
     @classmethod
-    def random(cls, analysis, ratio: float, *, seed: int = 0) -> "PruningPlan":
+    def random(cls, analysis, ratio: float, *, seed: int = 0) -> PruningPlan:
         """Removes ``floor(ratio * size)`` random channels of every prunable group (at least one kept).
 
         Useful to test exactness; use ``tfmot_easiedge.select`` for real plans.
@@ -73,7 +73,7 @@ class PruningPlan:
                    {"seed": seed})
 
     @classmethod
-    def from_masks(cls, analysis, masks: Mapping[str, np.ndarray], **kwargs) -> "PruningPlan":
+    def from_masks(cls, analysis, masks: Mapping[str, np.ndarray], **kwargs) -> PruningPlan:
         """A plan from boolean keep masks ``{group_id: bool[size]}``."""
         kept = {g: np.flatnonzero(np.asarray(m, bool)).tolist() for g, m in masks.items()}
         sizes = {g: analysis.groups[g].size if g in analysis.groups else len(masks[g]) for g in masks}
@@ -129,7 +129,7 @@ class PruningPlan:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "PruningPlan":
+    def from_dict(cls, data: Mapping) -> PruningPlan:
         """Reads :meth:`to_dict` output.
 
         Raises:
@@ -179,10 +179,10 @@ class PruningPlan:
                                  f"out of range [0, {size})")
             sizes[gid] = size
             kept[gid] = idx
-        return cls(kept, sizes, model_name, budget, dict(metadata or {}))
+        return cls(kept, sizes, model_name, None if budget is None else dict(budget), dict(metadata or {}))
 
     @classmethod
-    def from_json(cls, text: str) -> "PruningPlan":
+    def from_json(cls, text: str) -> PruningPlan:
         """Parses :meth:`to_json` output.
 
         Raises:

@@ -153,8 +153,8 @@ def run_one(profile: Profile, key: RunKey, data: Data, log: Callable[[str], None
     tune_model = MODELS_DIR / profile.name / key.relpath().replace("final_", "tune_").replace(".json", ".keras")
     baseline = load_baseline(net, profile, data, log)
     if key.phase == "final" and key.seed == 0 and tune_model.exists():
-        slim, record = keras.saving.load_model(tune_model, compile=False, safe_mode=True), {"reused": str(
-            tune_model.relative_to(common.BENCHMARKS_DIR))}
+        slim = keras.saving.load_model(tune_model, compile=False, safe_mode=True)
+        record = {"reused": f"the slim model of the tuning run {tune_model.name} (not trained twice)"}
         tune = json.loads((RESULTS_DIR / profile.name / key.relpath().replace("final_", "tune_")).read_text())
         record.update({k: tune[k] for k in ("plan_groups", "timings", "macs", "params", "epochs_after_baseline")})
     else:

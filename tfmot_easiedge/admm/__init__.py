@@ -7,5 +7,6 @@ from tfmot_easiedge.admm.prune import hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.admm.update import ADMMUpdate
 from tfmot_easiedge.admm.wrapper import ADMMWrapper, find_wrappers
 
-__all__ = ["ADMMUpdate", "ADMMWrapper", "EasiEdge", "EasiEdgeResult", "top1_accuracy", "MaskedFineTune", "OneShot", "find_wrappers", "hard_prune", "prune_filters",
-           "strip_pruning", "StopOnNonFiniteLoss", "TrainingDivergedError"]
+__all__ = ["ADMMUpdate", "ADMMWrapper", "EasiEdge", "EasiEdgeResult", "top1_accuracy", "MaskedFineTune", "OneShot",
+           "find_wrappers", "hard_prune", "prune_filters", "strip_pruning", "StopOnNonFiniteLoss",
+           "TrainingDivergedError"]

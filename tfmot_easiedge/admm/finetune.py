@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 
 from tfmot_easiedge.admm._common import attach, detach
+from tfmot_easiedge.admm._state import PruningState
 from tfmot_easiedge.admm.prune import hard_prune
 from tfmot_easiedge.plan import PruningPlan
 
@@ -27,20 +28,20 @@ class MaskedFineTune(keras.callbacks.Callback):
         super().__init__()
         self.plan = plan
         self.verbose = verbose
-        self._state = None
+        self._state: PruningState | None = None
 
-    def on_train_begin(self, logs=None):
-        self._state = attach(self.model, "finetune")
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._state = state = attach(self.model, "finetune")
         try:
-            self.plan = hard_prune(self.model, self.plan)
+            self.plan = plan = hard_prune(self.model, self.plan)
         except Exception:
-            detach(self.model, self._state)
+            detach(self.model, state)
             raise
-        for w in self._state.wrappers:
+        for w in state.wrappers:
             w.rho.assign(0.0)
         if self.verbose:
-            total = sum(self.plan.group_sizes.values())
-            print(f"Masked fine-tune: {total - self.plan.removed_channels()}/{total} channels kept, the rest held at 0")
+            total = sum(plan.group_sizes.values())
+            print(f"Masked fine-tune: {total - plan.removed_channels()}/{total} channels kept, the rest held at 0")
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         detach(self.model, self._state)

@@ -67,6 +67,9 @@ class OneShot:
             raise ValueError(f"recalibrate_bn must be >= 0 examples, got {recalibrate_bn}")
         self.budget = as_budget(budget)
         self.importance = as_criterion(importance)
+        if int(iterations) > 1 and self.importance.returns_curves:
+            raise ValueError(f"iterative pruning re-ranks per-channel scores; {self.importance.name!r} returns damage "
+                             "curves: use iterations=1 or a per-channel criterion such as 'tbaa'")
         self.iterations, self.mode = int(iterations), mode
         self.calibration_size = int(calibration_size)
         self.protect, self.min_channels, self.round_to = list(protect), int(min_channels), round_to

@@ -15,6 +15,7 @@ from tfmot_easiedge.rewrite.clone import copy_layer, rebuild
 from tfmot_easiedge.rewrite.slim import slim
 from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import as_budget
+from tfmot_easiedge.selection.protect import check_protect
 
 #: Default ADMM penalty weight (grown by ``ADMMUpdate``'s schedule).
 DEFAULT_RHO = 1e-2
@@ -51,7 +52,8 @@ def prune_filters(model: keras.Model, budget, *, importance="tbaa", rho: float =
         The wrapped model (uncompiled).
 
     Raises:
-        ValueError: an impossible budget, nothing prunable, an unknown criterion.
+        ValueError: an impossible budget, nothing prunable, an unknown criterion, a ``protect`` name that is
+            not a group id or layer of ``model``.
         tfmot_easiedge.GraphError: a subclassed model.
 
     Example:
@@ -65,8 +67,8 @@ def prune_filters(model: keras.Model, budget, *, importance="tbaa", rho: float =
     criterion = as_criterion(importance)
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
-    protect = list(protect)
     analysis = analyze(model)
+    protect = check_protect(analysis, protect)  # a misspelt name would protect nothing, silently
     # Fail now, not after an epoch of training, when the budget cannot be met.
     zero = {g: np.zeros(grp.size) for g, grp in analysis.prunable_groups.items()}
     select(analysis, zero, budget, min_channels=min_channels, round_to=round_to, protect=protect,

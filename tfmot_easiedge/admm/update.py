@@ -19,10 +19,12 @@ import time
 import keras
 import numpy as np
 
-from tfmot_easiedge.admm._common import attach, detach, take_examples
+from tfmot_easiedge.admm._common import attach, attached, detach, take_examples
+from tfmot_easiedge.admm._state import PruningState
 from tfmot_easiedge.admm.divergence import ADVICE, TrainingDivergedError
 from tfmot_easiedge.data.batches import non_finite_kinds
 from tfmot_easiedge.importance.criterion import as_criterion
+from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import as_budget
 
@@ -74,8 +76,9 @@ class ADMMUpdate(keras.callbacks.Callback):
         >>> x, y = np.random.rand(64, 32, 32, 3).astype("float32"), np.random.randint(0, 10, 64)
         >>> cb = te.ADMMUpdate(x, verbose=0)
         >>> h = m.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
-        >>> sorted(k for k in h.history if k.startswith("admm"))
-        ['admm_channels_kept', 'admm_dual_residual', 'admm_mask_changes', 'admm_penalty', 'admm_primal_residual', 'admm_rho']
+        >>> sorted(k for k in h.history if k.startswith("admm"))  # doctest: +NORMALIZE_WHITESPACE
+        ['admm_channels_kept', 'admm_dual_residual', 'admm_mask_changes', 'admm_penalty', 'admm_primal_residual',
+         'admm_rho']
     """
 
     def __init__(self, calibration_data=None, budget=None, *, importance=None, update_every="epoch",
@@ -100,49 +103,49 @@ class ADMMUpdate(keras.callbacks.Callback):
         self.verbose = verbose
         self.zstep_seconds: list[float] = []
         self.last: dict[str, float] = {}
-        self.plan = None
-        self._state = None
+        self.plan: PruningPlan | None = None
+        self._state: PruningState | None = None
         self._steps = 0
 
     # ------------------------------------------------------------------ Keras hooks
-    def on_train_begin(self, logs=None):
-        self._state = attach(self.model, "admm")
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._state = state = attach(self.model, "admm")
         try:
-            s = self._state.settings
+            s = state.settings
             self._budget = self.budget or as_budget(s["budget"])
             criterion = self.importance or as_criterion(s.get("importance", "tbaa"))
             self._criterion_name = criterion.name
             self._calib = None
             if self.calibration_data is not None:
-                self._calib = take_examples(self._state.view, self.calibration_data, self.calibration_size)
+                self._calib = take_examples(state.view, self.calibration_data, self.calibration_size)
             elif criterion.needs_data:
                 raise ValueError(f"importance {criterion.name!r} needs calibration_data in ADMMUpdate")
-            if criterion.needs_labels and self._calib[1] is None:
+            if criterion.needs_labels and (self._calib is None or self._calib[1] is None):
                 raise ValueError(f"importance {criterion.name!r} needs labelled calibration data (x, y)")
             # made once: a criterion may keep compiled state across Z-steps (TBAA's scoring step)
-            self._scorer = criterion.make_scorer(self._state.view, self._state.analysis)
-            if self._state.zsteps() == 0:  # start from a projection, so the penalty pulls from step one
+            self._scorer = criterion.make_scorer(state.view, state.analysis)
+            if state.zsteps() == 0:  # start from a projection, so the penalty pulls from step one
                 self.z_step()
         except Exception:
-            detach(self.model, self._state)
+            detach(self.model, state)
             raise
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._steps += 1
         if self.update_every != "epoch" and self._steps % self.update_every == 0:
             self.z_step()
         if logs is not None and self.last:
             logs.update(self.last)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.update_every == "epoch":
             self.z_step()
         if logs is not None:
             logs.update(self.last)
             # ``loss`` includes the ADMM penalty; log the penalty on its own so the data loss can be read apart
-            logs["admm_penalty"] = float(sum(float(w.penalty()) for w in self._state.wrappers))
+            logs["admm_penalty"] = float(sum(float(w.penalty()) for w in attached(self._state, "ADMMUpdate").wrappers))
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         detach(self.model, self._state)
 
     # ------------------------------------------------------------------ ADMM
@@ -156,7 +159,7 @@ class ADMMUpdate(keras.callbacks.Callback):
             TrainingDivergedError: a weight is NaN or inf and the fit is not being stopped.
         """
         t0 = time.perf_counter()
-        st = self._state
+        st = attached(self._state, "ADMMUpdate")
         s = st.settings
         w_np = [w.weights_np() for w in st.wrappers]
         bad = _non_finite(st.wrappers, w_np)
@@ -219,7 +222,7 @@ class ADMMUpdate(keras.callbacks.Callback):
 
     def _score(self, w_plus_u, w_now):
         """Scores the network as it is, or with ``W + U`` in place of ``W`` when given."""
-        st = self._state
+        st = attached(self._state, "ADMMUpdate")
         if w_plus_u is not None:
             _assign(st.wrappers, w_plus_u)
         try:

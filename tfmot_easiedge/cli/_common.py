@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 #: Runtimes ``--latency`` and ``bench --runtime`` accept.
 LATENCY_RUNTIMES = ("keras", "tflite", "onnxruntime")
@@ -15,7 +16,7 @@ class UserError(Exception):
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one-line ``UserError``s, like every other input error."""
 
-    def error(self, message):  # type: ignore[override] - raises instead of exiting
+    def error(self, message: str) -> NoReturn:  # raises instead of exiting
         raise UserError(f"{message} (see: {self.prog} --help)")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
+from tfmot_easiedge._files import write_json_atomic
 from tfmot_easiedge.cli._common import UserError, model_options, runtimes, say
 from tfmot_easiedge.cli.loading import model_from_args
 
@@ -71,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(r.summary())
     if args.json:
         rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "times_ms"} for r in results]
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.json, rows, overwrite=True)  # a rerun replaces its own results, as before
     return 0
 
 

@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
                         "when found, else digits (default)")
     p.add_argument("--data-dir", metavar="DIR", help="directory holding CIFAR-10's train.tfrecord and test.tfrecord "
                                                      "(default: $EASIEDGE_CIFAR10_DIR, then ../shared/data/cifar10)")
-    p.add_argument("--budget", default="macs:0.5", help="filters:RATIO or macs:RATIO (default macs:0.5)")
+    p.add_argument("--budget", default="macs:0.5", help="filters:0.8, macs:0.75 or macs:4x, params:0.5 "
+                                                      "(share removed; default macs:0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data split and pruning (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or step lines; only the summary")
     p.set_defaults(func=cmd_demo)

@@ -6,6 +6,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfmot_easiedge._network import download_failure_text, is_download_failure
 from tfmot_easiedge.cli._common import UserError, parse_shape, warn
 
 
@@ -35,9 +36,9 @@ def _application(name: str, input_shape, classes: int | None, weights: str = "im
     except (ValueError, TypeError) as e:
         raise UserError(f"keras:{name}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # noqa: BLE001 - Keras raises a bare Exception("URL fetch failure ...") when offline
-        if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
+        if not is_download_failure(e):
             raise
-        raise UserError(f"keras:{name}: could not download the ImageNet weights ({str(e).splitlines()[0][-80:]}); "
+        raise UserError(f"keras:{name}: could not download the ImageNet weights ({download_failure_text(e)}); "
                         "connect to the internet, or pass --weights none (random weights) or --weights FILE"
                         ) from None
 

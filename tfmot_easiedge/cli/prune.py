@@ -7,13 +7,11 @@ command reserves while it trains.
 from __future__ import annotations
 
 import argparse
-import difflib
 import tempfile
 import time
 from pathlib import Path
 
-from tfmot_easiedge.cli._common import (UserError, data_options, model_options, names, output_options, runtimes,
-                                        say)
+from tfmot_easiedge.cli._common import UserError, data_options, model_options, names, output_options, runtimes, say
 from tfmot_easiedge.cli.bench import latency, set_threads
 from tfmot_easiedge.cli.loading import analyze_model, compile_model, load_data, model_from_args
 from tfmot_easiedge.cli.output import check_out, output_dir
@@ -49,13 +47,13 @@ def _run_pipeline(model, train, val, args: argparse.Namespace, budget):
 
 
 def _check_protect(args: argparse.Namespace, analysis) -> None:
-    """Every ``--protect`` name must be a group id or a layer of the model."""
-    layers = {n.name for n in analysis.graph.nodes} | set(analysis.groups)
-    unknown = [n for n in names(args.protect) if n not in layers]
-    if unknown:
-        hint = difflib.get_close_matches(unknown[0], sorted(layers), n=3)
-        raise UserError(f"--protect {unknown[0]!r} is not a layer or group of the model"
-                        + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    """Every ``--protect`` name must be a group id or a layer of the model (checked before loading data)."""
+    from tfmot_easiedge.selection.protect import check_protect
+
+    try:
+        check_protect(analysis, names(args.protect))
+    except ValueError as err:
+        raise UserError("--protect " + str(err).removeprefix("protect: ")) from None
 
 
 def _prune_config(args: argparse.Namespace, from_logits: bool) -> dict:
@@ -120,8 +118,8 @@ def add_parser(sub) -> None:
                                              "folder, or an .npz with x and y")
     p.add_argument("--val-data", metavar="SPEC", help="validation data (same forms; cifar10 reads the test split); "
                                                       "accuracy per stage is reported when given")
-    p.add_argument("--budget", required=True, help="filters:RATIO (share of filters removed) or macs:RATIO "
-                                                   "(share of MACs removed)")
+    p.add_argument("--budget", required=True, help="share removed: filters:0.8 (of filters), macs:0.75 or macs:4x "
+                                                   "(of MACs; 4x = 4 times fewer), params:0.5 (of parameters)")
     p.add_argument("--admm-epochs", type=int, default=10, metavar="N",
                    help="epochs of ADMM training (0: one-shot pruning of the trained weights; default 10)")
     p.add_argument("--finetune-epochs", type=int, default=5, metavar="M", help="masked fine-tune epochs (default 5)")

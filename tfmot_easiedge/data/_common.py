@@ -43,7 +43,7 @@ class LoadedData:
         """The shape of one example, without the batch axis."""
         return tuple(int(d) for d in self.x.shape[1:])
 
-    def subset(self, n: int | None, *, seed: int = 0) -> "LoadedData":
+    def subset(self, n: int | None, *, seed: int = 0) -> LoadedData:
         """``n`` examples drawn without replacement with ``seed``; all of them, in order, when ``n`` is None or >= N."""
         if n is None or n >= len(self):
             return self

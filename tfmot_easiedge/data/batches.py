@@ -202,7 +202,9 @@ def _element_rank(spec: Any) -> int | None:
 
 def iterate_batches(data: Any, batch_size: int = 64, max_examples: int | None = None,
                     input_rank: int | None = None, *, what: str = "calibration data") -> Iterator[tuple]:
-    """Yields ``(x, y)`` batches from arrays, ``(x, y)`` tuples, dicts of arrays or a ``tf.data.Dataset``.
+    """Yields ``(x, y)`` batches from arrays, ``(x, y)`` tuples, dicts of arrays, a ``tf.data.Dataset`` or a
+    ``keras.utils.PyDataset`` (any object with ``__len__`` batches and ``__getitem__(i)`` returning batch i,
+    used with its own batching).
 
     ``data`` (or each dataset element) may be ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, where
     ``x`` is an array or a dict ``{input name: array}`` (the Keras convention for named inputs; batches then
@@ -222,8 +224,12 @@ def iterate_batches(data: Any, batch_size: int = 64, max_examples: int | None = 
     """
     if data is None:
         raise ValueError("this importance criterion needs calibration data (arrays or a tf.data.Dataset)")
-    batches = (_dataset_batches(data, batch_size, max_examples, input_rank) if is_dataset(data)
-               else _array_batches(data, batch_size, max_examples))
+    if is_dataset(data):
+        batches = _dataset_batches(data, batch_size, max_examples, input_rank)
+    elif is_batch_sequence(data):
+        batches = _sequence_batches(data, max_examples)
+    else:
+        batches = _array_batches(data, batch_size, max_examples)
     seen = 0
     for x, y in batches:
         _check_finite_inputs(x, what, seen)
@@ -231,6 +237,28 @@ def iterate_batches(data: Any, batch_size: int = 64, max_examples: int | None = 
         yield x, y
     if seen == 0:
         raise ValueError(f"{what} is empty; expected at least one example")
+
+
+def is_batch_sequence(data: Any) -> bool:
+    """A ``keras.utils.PyDataset`` (or the older ``Sequence``): batches by index, ``len()`` of them.
+
+    Duck-typed (``__getitem__``, ``__len__`` and ``on_epoch_end``), so checking it imports no Keras.
+    """
+    return (not isinstance(data, (np.ndarray, tuple, list, Mapping)) and hasattr(data, "__getitem__")
+            and hasattr(data, "__len__") and hasattr(data, "on_epoch_end"))
+
+
+def _sequence_batches(data: Any, max_examples: int | None):
+    seen = 0
+    for i in range(len(data)):
+        x, y = _split(data[i])
+        if max_examples is not None:
+            take = max_examples - seen
+            if take <= 0:
+                break
+            x, y = _take(x, 0, take), None if y is None else y[:take]
+        seen += num_examples(x)
+        yield x, y
 
 
 def _dataset_batches(data: Any, batch_size: int, max_examples: int | None, input_rank: int | None):
@@ -411,6 +439,7 @@ def random_inputs(specs: Sequence[InputSpec], n: int = N_RANDOM_SAMPLES, *, seed
             raise ValueError(f"input {spec.name!r} has shape {spec.shape} with unknown sizes; pass sample "
                              "inputs (sample_inputs= / input_data=) so they can be run")
         shape = (batch_size or n, *inner)
+        arr: np.ndarray
         if np.issubdtype(spec.dtype, np.floating):
             arr = rng.standard_normal(shape)
         elif spec.dtype == np.uint8:
@@ -427,6 +456,7 @@ def random_inputs(specs: Sequence[InputSpec], n: int = N_RANDOM_SAMPLES, *, seed
 
 __all__ = [
     "MAX_MATERIALIZED_SAMPLES", "N_RANDOM_SAMPLES", "RANDOM_SEED", "DataError", "InputSpec", "as_input_arrays",
-    "check_batch", "check_finite", "input_rank", "input_specs", "is_dataset", "is_float", "iterate_batches",
+    "check_batch", "check_finite", "input_rank", "input_specs", "is_batch_sequence", "is_dataset", "is_float",
+    "iterate_batches",
     "non_finite_kinds", "num_examples", "random_inputs", "to_numpy",
 ]

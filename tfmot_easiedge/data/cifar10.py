@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmot_easiedge._network import download_failure_text, is_download_failure
 from tfmot_easiedge.data.tfrecord import dataset_arrays, read_tfrecords
 
 ENV_VAR = "EASIEDGE_CIFAR10_DIR"
@@ -82,10 +83,10 @@ def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None
     try:
         (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
     except Exception as e:  # noqa: BLE001 - Keras raises a bare Exception("URL fetch failure ...") offline
-        if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
+        if not is_download_failure(e):
             raise
         raise DataError(f"CIFAR-10: no local TFRecords (set {ENV_VAR} to the folder holding train.tfrecord and "
-                        f"test.tfrecord) and the download failed ({' '.join(str(e).split())[-90:]}); connect to "
+                        f"test.tfrecord) and the download failed ({download_failure_text(e)}); connect to "
                         "the internet or use local data") from None
     x, y = (xtr, ytr) if split == "train" else (xte, yte)
     y = y.reshape(-1).astype(np.int64)

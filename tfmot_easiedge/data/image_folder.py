@@ -64,7 +64,9 @@ def read_image_folder(root, *, channels: int = 3, limit: int | None = None, verb
     classes = class_folders(root)
     if not classes:
         raise DataError(f"{root}: no class sub-folders with images ({', '.join(IMAGE_SUFFIXES)}) found")
-    size = _image_size(_first_image(classes[0]))
+    first = _first_image(classes[0])
+    assert first is not None  # class_folders keeps the folders holding an image
+    size = _image_size(first)
     batch_size = 256
     try:
         ds = keras.utils.image_dataset_from_directory(

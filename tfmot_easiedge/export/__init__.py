@@ -13,7 +13,17 @@ Example:
 The functions shadow their submodules (``export.onnx`` is the function); reach a submodule's helpers
 with ``importlib.import_module("tfmot_easiedge.export.onnx")``.
 """
+from typing import TYPE_CHECKING
+
 from tfmot_easiedge._lazy import install_lazy_attributes
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and IDEs (tests/test_lint.py checks the two agree)
+    from tfmot_easiedge._optional import MissingDependencyError
+    from tfmot_easiedge.export._common import ExportResult, ExportVerificationError
+    from tfmot_easiedge.export.onnx import onnx
+    from tfmot_easiedge.export.saved_model import saved_model
+    from tfmot_easiedge.export.tensorrt import TensorRTUnavailableError, tensorrt
+    from tfmot_easiedge.export.tflite import tflite
 
 # Loaded on first use (PEP 562): the exporters import Keras and TensorFlow, the names below do not need them.
 install_lazy_attributes(__name__, {

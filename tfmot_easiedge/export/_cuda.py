@@ -80,6 +80,8 @@ class CudaRuntime:
     def malloc(self, nbytes: int) -> int:
         ptr = ctypes.c_void_p()
         self._check(self.lib.cudaMalloc(ctypes.byref(ptr), max(int(nbytes), 1)), "cudaMalloc")
+        if ptr.value is None:
+            raise RuntimeError("CUDA cudaMalloc returned a null pointer")
         return int(ptr.value)
 
     def free(self, ptr: int) -> None:

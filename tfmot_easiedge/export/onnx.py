@@ -108,6 +108,7 @@ def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite:
     with _files.atomic_output(final, overwrite=overwrite) as tmp:
         write_onnx(model, tmp, opset)
         if verify:
+            assert inputs is not None  # made above when verifying
             run, _, runtime = session_runner(tmp, specs)
             metrics = _common.verify(model, lambda b: _common.run_in_chunks(run, b, _VERIFY_CHUNK), inputs,
                                      what=f"ONNX (opset {opset})", tolerance=tolerance)

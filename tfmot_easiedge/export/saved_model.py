@@ -31,7 +31,7 @@ def load_signature_runner(directory: str | os.PathLike, specs):
             feed = {spec.name: tf.constant(arr) for spec, arr in zip(specs, batch)}
         return ordered_outputs(signature(**feed))
 
-    run.keep_alive = loaded  # the signature needs the loaded object's variables
+    run.keep_alive = loaded  # type: ignore[attr-defined]  # the signature needs the loaded object's variables
     return run, f"tensorflow {tf.__version__}"
 
 
@@ -85,6 +85,7 @@ def saved_model(model, path: str | os.PathLike, *, overwrite: bool = False, veri
     with _files.atomic_output(final, overwrite=overwrite) as tmp:
         write_saved_model(model, tmp)
         if verify:
+            assert inputs is not None  # made above when verifying
             run, runtime = load_signature_runner(tmp, specs)
             metrics = _common.verify(model, lambda b: _common.run_in_chunks(run, b, 64), inputs,
                                      what="SavedModel", tolerance=tolerance)

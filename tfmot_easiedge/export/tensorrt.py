@@ -208,6 +208,7 @@ def build_engine(onnx_path: str, *, precision: str, input_shapes: dict[str, tupl
     cuda = calibrator = None
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
+        assert calibration is not None  # the caller passes calibration data for int8
         n = next(iter(calibration.values())).shape[0]
         batch = max(1, min(32, n, max_batch_size))
         cuda = CudaRuntime()
@@ -266,7 +267,7 @@ def engine_runner(engine_path: str | os.PathLike, input_names: list[str], output
     def close():
         cuda.destroy(stream)
 
-    run.keep_alive = (runtime, engine, context)
+    run.keep_alive = (runtime, engine, context)  # type: ignore[attr-defined]  # run needs them alive
     return run, close
 
 
@@ -400,6 +401,7 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
                 model, tmp, specs, precision=precision, opset=opset, calibration=calibration, inputs=inputs,
                 max_batch_size=max_batch_size, opt_batch_size=opt_batch_size, workspace_bytes=workspace_bytes)
             if verify:
+                assert inputs is not None  # made above when verifying
                 run, close = engine_runner(tmp, in_names, out_names)
                 try:
                     metrics = _common.verify(model, lambda b: _common.run_in_chunks(run, b, max_batch_size), inputs,
@@ -411,6 +413,7 @@ def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", represe
             if verify:
                 from tfmot_easiedge.export.saved_model import load_signature_runner
 
+                assert inputs is not None  # made above when verifying
                 run, _ = load_signature_runner(tmp, specs)
                 metrics = _common.verify(model, lambda b: _common.run_in_chunks(run, b, 64), inputs,
                                          what=what + " (TF-TRT)", tolerance=tolerance,

@@ -137,6 +137,8 @@ def convert(model, *, quantization: str = "float32", calibration: list[np.ndarra
         if quantization == "float16":
             converter.target_spec.supported_types = [tf.float16]
         elif quantization == "int8":
+            if calibration is None:
+                raise ValueError("int8 quantization needs calibration: one [N, ...] array per model input")
             converter.representative_dataset = _representative_dataset(calibration, specs)
             # Full integer: fail loudly instead of silently keeping float ops.
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -228,6 +230,7 @@ def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, r
         with open(tmp, "xb") as f:
             f.write(flatbuffer)
         if verify:
+            assert inputs is not None  # made above when verifying
             _, runtime = interpreter_class()
             try:
                 run = signature_runner(tmp, specs)

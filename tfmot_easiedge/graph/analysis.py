@@ -157,15 +157,15 @@ def analyze(model: keras.Model) -> ModelAnalysis:
     for tid in graph.input_ids:
         t = graph.tensors[tid]
         if t.channels is not None:
-            ctx.maps[tid] = coupling.new_space(t.channels, None, 0, "input")
-            coupling.block(ctx.maps[tid], "model input")
+            ctx.maps[tid] = space = coupling.new_space(t.channels, None, 0, "input")
+            coupling.block(space, "model input")
     stops: list[Stop] = []
     rules: list[ChannelRule | None] = []
     shared = _shared_weighted_layers(graph)
     for node in graph.nodes:
         rule = find_rule(node.layer)
         reason = None
-        out_maps = None
+        out_maps: list[ChannelMap | None] = []
         if id(node.layer) in shared:
             reason = f"layer is shared ({shared[id(node.layer)]} calls) and has weights"
         elif rule is None:
@@ -182,7 +182,6 @@ def analyze(model: keras.Model) -> ModelAnalysis:
                 _mark_fused_softmax(node, out_maps, ctx)
             except StopAnalysis as e:
                 reason = str(e)
-                out_maps = None
         if reason is not None:
             rule = None
             stops.append(Stop(node.name, type(node.layer).__name__, reason))
@@ -202,8 +201,9 @@ def analyze(model: keras.Model) -> ModelAnalysis:
         for tid, m in zip(node.outputs, out_maps):
             ctx.maps[tid] = m
     for tid in graph.output_ids:
-        if ctx.maps[tid] is not None:
-            coupling.block(ctx.maps[tid], "reaches a model output")
+        out = ctx.maps[tid]
+        if out is not None:
+            coupling.block(out, "reaches a model output")
     return _build_analysis(graph, coupling, ctx.maps, rules, stops)
 
 

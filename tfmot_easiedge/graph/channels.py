@@ -35,18 +35,18 @@ class ChannelMap:
         return int(self.space.shape[0])
 
     @classmethod
-    def of_space(cls, space_id: int, size: int) -> "ChannelMap":
+    def of_space(cls, space_id: int, size: int) -> ChannelMap:
         return cls(np.full(size, space_id, dtype=np.int64), np.arange(size, dtype=np.int64))
 
     @classmethod
-    def concat(cls, maps: list["ChannelMap"]) -> "ChannelMap":
+    def concat(cls, maps: list[ChannelMap]) -> ChannelMap:
         return cls(np.concatenate([m.space for m in maps]), np.concatenate([m.index for m in maps]))
 
-    def tile(self, times: int) -> "ChannelMap":
+    def tile(self, times: int) -> ChannelMap:
         """The map of a channels-last tensor flattened over ``times`` spatial positions (channel fastest)."""
         return ChannelMap(np.tile(self.space, times), np.tile(self.index, times))
 
-    def repeat(self, times: int) -> "ChannelMap":
+    def repeat(self, times: int) -> ChannelMap:
         """Each channel repeated ``times`` in place (a depthwise multiplier)."""
         return ChannelMap(np.repeat(self.space, times), np.repeat(self.index, times))
 

@@ -92,7 +92,7 @@ class ModelGraph:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_model(cls, model: keras.Model) -> "ModelGraph":
+    def from_model(cls, model: keras.Model) -> ModelGraph:
         """Flattens ``model``; raises ``GraphError`` for models without a static graph."""
         builder = _Builder()
         input_kts = _model_inputs(model)

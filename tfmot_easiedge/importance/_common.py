@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,7 +37,7 @@ def num_batches(data, batch_size: int, max_examples: int | None) -> int | None:
     return math.ceil(n / batch_size)
 
 
-def resolve_from_logits(model, x, from_logits: bool | None) -> bool:
+def resolve_from_logits(model: keras.Model, x: Any, from_logits: bool | None) -> bool | tuple[bool, ...]:
     return detect_from_logits(model, np.asarray(x)) if from_logits is None else bool(from_logits)
 
 
@@ -68,5 +69,5 @@ def progress_bar(target: int | None, enabled: bool, label: str):
     return keras.utils.Progbar(target, unit_name="batch")
 
 
-__all__ = ["ScoreTable", "calibration_batches", "check_batch", "input_rank", "iterate_batches", "num_batches", "prepare",
-           "progress_bar", "resolve_from_logits"]
+__all__ = ["ScoreTable", "calibration_batches", "check_batch", "input_rank", "iterate_batches", "num_batches",
+           "prepare", "progress_bar", "resolve_from_logits"]

@@ -92,7 +92,7 @@ class GatedModel:
         """
         return self.outputs(x, gates)[0]
 
-    def output_specs(self) -> tuple["OutputSpec", ...]:
+    def output_specs(self) -> tuple[OutputSpec, ...]:
         """The model outputs as class distributions (a ``ValueError`` for one that is not: see :func:`output_specs`)."""
         return output_specs(self.model, self.analysis.graph)
 
@@ -153,7 +153,7 @@ def output_specs(model, graph=None) -> tuple[OutputSpec, ...]:
     from tfmot_easiedge.graph.model_graph import ModelGraph
 
     graph = graph if graph is not None else ModelGraph.from_model(model)
-    specs = []
+    specs: list[OutputSpec] = []
     for tid in graph.output_ids:
         tensor = graph.tensors[tid]
         layer = graph.nodes[tensor.producer].layer if tensor.producer is not None else None

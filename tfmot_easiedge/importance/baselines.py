@@ -29,7 +29,9 @@ def _producer_kernel(layer) -> np.ndarray:
 
 def _accumulate(analysis: ModelAnalysis, tensor_id: int, values: np.ndarray, table: dict) -> None:
     """Adds per-position ``values`` of a tensor into the channels of the prunable groups they belong to."""
-    gids, chans = analysis.positions(tensor_id)
+    positions = analysis.positions(tensor_id)
+    assert positions is not None  # the tensor of a prunable group has channels
+    gids, chans = positions
     for pos, (gid, ch) in enumerate(zip(gids, chans.tolist())):
         if gid in table:
             table[gid][ch] += values[pos]

@@ -9,8 +9,9 @@ name (the built-ins and :func:`register_criterion`'s), a ``Criterion``, or a pla
 ``f(model, data, *, analysis) -> {group id: scores}``.
 
 A score table has one score per channel of every prunable group it scores (higher = more important);
-groups left out are kept whole by ``select``. A criterion that can also estimate joint-removal damage
-(damage curves) will add a method for it; the allocator will use it where it is there.
+groups left out are kept whole by ``select``. A criterion may instead return damage curves
+(``{group id: DamageCurve}``, :mod:`tfmot_easiedge.importance.damage`; ``returns_curves = True``), which
+``select`` allocates jointly: ``"tbaa_curves"`` does.
 
 This module imports neither Keras nor TensorFlow: a criterion's functions are imported when it scores.
 
@@ -53,6 +54,7 @@ class Criterion:
         stochastic: the scores depend on a ``seed`` (which callers vary, e.g. per Z-step).
         units: what a score measures: ``"nats"`` (information at the output, comparable across layers) or
             the criterion's own unit.
+        returns_curves: scoring returns ``{group id: DamageCurve}`` instead of per-channel scores.
     """
 
     name: str = "custom"
@@ -60,6 +62,7 @@ class Criterion:
     needs_labels: bool = False
     stochastic: bool = False
     units: str = "custom"
+    returns_curves: bool = False
 
     def __init__(self, **options: Any):
         self.options = dict(options)
@@ -119,7 +122,7 @@ class FunctionCriterion(Criterion):
                  units: str = "custom", **options: Any):
         super().__init__(**options)
         self.function = function
-        self.name = name or getattr(function, "__name__", "custom")
+        self.name = name or str(getattr(function, "__name__", "custom"))
         self.needs_data, self.needs_labels, self.stochastic, self.units = needs_data, needs_labels, stochastic, units
 
     def score(self, model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None,
@@ -181,6 +184,52 @@ class TBAA(_Builtin):
             return compiled(data, seed=seed, batch_size=batch_size, progress=progress, **opts)
 
         return scorer
+
+
+class TBAACurves(Criterion):
+    """Damage curves from TBAA's gate Fisher, measured by ablation at a few widths per group
+    (:func:`~tfmot_easiedge.importance.damage.damage_curves` with ``measure``): ``select`` then allocates the
+    budget jointly instead of ranking channels as if each removal were alone.
+
+    Options: ``measure`` (ablation points per group, default
+    :data:`~tfmot_easiedge.importance.damage.MEASURED_WIDTHS`; 0 keeps the quadratic form), ``variant``,
+    ``from_logits``, ``max_examples``.
+
+    Example:
+        >>> TBAACurves(measure=4).returns_curves
+        True
+    """
+
+    name, units, stochastic, returns_curves = "tbaa_curves", "nats", True, True
+
+    def score(self, model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None,
+              **options: Any) -> dict:
+        opts = {**self.options, **options}
+        return self.make_scorer(model, analysis, **opts)(data, seed=opts.pop("seed", 0),
+                                                           batch_size=opts.pop("batch_size", 64),
+                                                           progress=opts.pop("progress", False))
+
+    def make_scorer(self, model: keras.Model, analysis: ModelAnalysis | None = None, **options: Any) -> Scorer:
+        from tfmot_easiedge.importance.damage import MEASURED_WIDTHS, damage_curves
+        from tfmot_easiedge.importance.tbaa import TBAAScorer
+
+        opts = {k: v for k, v in {**self.options, **options}.items() if k not in ("seed", "batch_size", "progress")}
+        measure = int(opts.pop("measure", MEASURED_WIDTHS))
+        compiled = TBAAScorer(model, analysis=analysis, variant=opts.pop("variant", "auto"))
+
+        def scorer(data=None, *, seed: int = 0, batch_size: int = 64, progress: bool = False) -> dict:
+            return damage_curves(compiled.model, data, scorer=compiled, seed=seed, batch_size=batch_size,
+                                 progress=progress, measure=measure, **opts)
+
+        return scorer
+
+
+class GroupL2(_Builtin):
+    """DepGraph-style group magnitude: L2 over every weight a channel's removal cuts, normalised per group
+    (:func:`~tfmot_easiedge.importance.group_norm.group_l2`); no data needed."""
+
+    name, needs_data, units = "group_l2", False, "group L2 / group mean"
+    module, function_name = "tfmot_easiedge.importance.group_norm", "group_l2"
 
 
 class ExactIG(_Builtin):
@@ -267,7 +316,7 @@ def register_criterion(name: str, criterion: Criterion | Callable[..., ScoreTabl
     return obj
 
 
-for _c in (TBAA(), ExactIG(), Norm(1), Norm(2), BNScale(), TaylorFO(), Random()):
+for _c in (TBAA(), ExactIG(), Norm(1), Norm(2), BNScale(), TaylorFO(), Random(), TBAACurves(), GroupL2()):
     register_criterion(_c.name, _c)
 
 

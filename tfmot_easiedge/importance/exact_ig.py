@@ -14,8 +14,7 @@ import math
 
 import numpy as np
 
-from tfmot_easiedge.importance._common import (ScoreTable, calibration_batches, num_batches, prepare,
-                                               progress_bar)
+from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, num_batches, prepare, progress_bar
 from tfmot_easiedge.importance._gating import FromLogits, log_probs, resolve_flags
 
 

@@ -82,12 +82,14 @@ def group_l2(model, data=None, *, analysis: ModelAnalysis | None = None, **_) ->
             continue
         sides = {"in": analysis.positions(node.inputs[0]), "out": analysis.positions(node.outputs[0])}
         counts = {side: None if pos is None else len(pos[0]) for side, pos in sides.items()}
-        per_layer = {}  # (gid, side) -> per-channel squared norm in this layer
+        per_layer: dict[str, dict[int, float]] = {}  # gid -> {channel: squared norm in this layer}
         for weight in _parameters(layer):
             for side, norms in _slices(weight, counts["in"], counts["out"], _is_transpose(layer)):
-                gids, chans = sides[side]
+                positions = sides[side]
+                assert positions is not None  # _slices yields only the sides with channels
+                gids, chans = positions
                 for pos, (gid, ch) in enumerate(zip(gids, chans.tolist())):
-                    if gid in total:
+                    if gid is not None and gid in total:
                         per_layer.setdefault(gid, {})[ch] = per_layer.setdefault(gid, {}).get(ch, 0.0) + norms[pos]
         for gid, by_channel in per_layer.items():
             idx = np.fromiter(by_channel, dtype=np.int64)

@@ -82,8 +82,9 @@ def _groups(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:
 
 def _skipped(analysis: ModelAnalysis) -> list[dict]:
     """Stops (layers channels are not followed through), then unprunable groups of filters, with the reason."""
-    rows = [{"kind": "stop", "name": s.layer, "class_name": s.class_name, "layers": [s.layer], "reason": s.reason}
-            for s in analysis.stops]
+    rows: list[dict[str, Any]] = [
+        {"kind": "stop", "name": s.layer, "class_name": s.class_name, "layers": [s.layer], "reason": s.reason}
+        for s in analysis.stops]
     classes = {n.name: type(n.layer).__name__ for n in analysis.graph.nodes}
     for gid, g in analysis.groups.items():
         if g.producers and not g.prunable:

@@ -20,7 +20,8 @@ def write_report(report: Mapping, out_dir: str | os.PathLike, *, plot: bool = Tr
     """Validates ``report`` and writes ``report.json``, ``report.md`` and (with ``plot``) ``report.png`` to ``out_dir``.
 
     Each file goes to a temporary name next to its target and is moved into place when complete
-    (:mod:`tfmot_easiedge._files`), so a reader never sees half a file; existing report files are replaced. Without matplotlib the plot is skipped with a warning.
+    (:mod:`tfmot_easiedge._files`), so a reader never sees half a file; existing report files are replaced.
+    Without matplotlib the plot is skipped with a warning.
 
     Returns:
         ``{file name: path}`` of the files written.

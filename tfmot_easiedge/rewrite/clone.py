@@ -55,7 +55,7 @@ def io_structure(model: keras.Model) -> tuple[Any, Any]:
         inputs = list(getattr(model, "inputs", None) or [])  # an unbuilt Sequential raises AttributeError
         outputs = list(getattr(model, "outputs", None) or [])
         if not inputs or not outputs:
-            raise ValueError(f"model {model.name!r} has no defined inputs: build it on a keras.Input first")
+            raise ValueError(f"model {model.name!r} has no defined inputs: build it on a keras.Input first") from None
         return (inputs[0] if len(inputs) == 1 else inputs), (outputs[0] if len(outputs) == 1 else outputs)
 
 

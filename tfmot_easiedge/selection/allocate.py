@@ -20,6 +20,7 @@ import numpy as np
 from tfmot_easiedge.graph.analysis import ModelAnalysis
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.selection.budgets import Budget, as_budget
+from tfmot_easiedge.selection.budgets import channel_floor as _floor
 from tfmot_easiedge.selection.cost import CostModel
 
 
@@ -65,8 +66,9 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
 
     Args:
         analysis: the model's analysis.
-        scores: ``{group_id: per-channel scores}`` (higher = more important); prunable groups missing
-            from it are kept whole.
+        scores: ``{group_id: per-channel scores}`` (higher = more important), or ``{group_id: DamageCurve}``
+            (:mod:`tfmot_easiedge.importance.damage`), which are allocated jointly
+            (:func:`~tfmot_easiedge.selection.joint.select_joint`); prunable groups missing from it are kept whole.
         budget: a :class:`~tfmot_easiedge.selection.budgets.Budget` (``FilterBudget``, ``MacsBudget``,
             ``ParamsBudget`` or a user's subclass) or anything :func:`as_budget` accepts (``"macs:4x"``).
         min_channels: every group keeps at least this many channels.
@@ -78,7 +80,8 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
             this keeps a few more channels than the budget asks.
         protect: group ids or layer names whose groups are never pruned.
         mode: a name in :data:`ALLOCATORS`: ``"global"`` (all channels compete) or ``"uniform"`` (every
-            group loses the same share, ranked within the group: the layer-wise baseline).
+            group loses the same share, ranked within the group: the layer-wise baseline); ``"joint"`` for
+            damage curves (the default for them).
 
     Raises:
         ValueError: an impossible budget (nothing prunable, ``min_channels`` too high, a target that
@@ -93,8 +96,18 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
         >>> select(a, {"c1": np.array([0.1, 0.9, 0.5, 0.2])}, "filters:0.5").kept
         {'c1': [1, 2]}
     """
+    if scores and all(_is_curve(v) for v in scores.values()):
+        if mode not in ("global", "joint"):
+            raise ValueError(f"damage curves are allocated jointly (mode='joint'), not with mode={mode!r}")
+        from tfmot_easiedge.selection.joint import select_joint
+
+        return select_joint(analysis, scores, budget, min_channels=min_channels, min_fraction=min_fraction,
+                            protect=protect, round_to=round_to)
+    if mode == "joint":
+        raise ValueError("mode='joint' allocates damage curves: score with importance='tbaa_curves' (or pass "
+                         "tfmot_easiedge.importance.damage.damage_curves(...) as the scores)")
     if mode not in ALLOCATORS:
-        raise ValueError(f"mode must be one of {sorted(ALLOCATORS)}, got {mode!r}")
+        raise ValueError(f"mode must be one of {sorted(ALLOCATORS)} or 'joint', got {mode!r}")
     if min_channels < 1:
         raise ValueError(f"min_channels must be >= 1, got {min_channels}")
     if not 0.0 <= min_fraction < 1.0:
@@ -125,9 +138,9 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
                                  "predicted": problem.cost_of({g: sizes[g] - len(k) for g, k in kept.items()})}})
 
 
-def _floor(size: int, min_channels: int, min_fraction: float) -> int:
-    """The fewest channels a group of ``size`` may keep."""
-    return max(min_channels, int(np.ceil(min_fraction * size - 1e-9)))
+def _is_curve(value) -> bool:
+    """A damage curve (duck-typed: ``order`` and ``damage``), which ``select`` allocates jointly."""
+    return hasattr(value, "order") and hasattr(value, "damage") and hasattr(value, "at_kept")
 
 
 def _candidates(analysis, scores, protect) -> dict[str, np.ndarray]:

@@ -53,21 +53,32 @@ class Budget:
 
     def target(self, cost: CostModel, full_cost: float) -> float:
         """The most a pruned model may cost, given ``cost`` (the cost model) and ``full_cost`` (unpruned)."""
-        return (1.0 - float(getattr(self, "ratio"))) * full_cost
+        # getattr: the subclasses that keep this default have a ``ratio``; the base class has none
+        return (1.0 - float(getattr(self, "ratio"))) * full_cost  # noqa: B009
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able dict with ``"kind"``; ``as_budget`` of it gives an equal budget back."""
         raise NotImplementedError
 
     @classmethod
-    def from_description(cls, description: Mapping[str, Any]) -> "Budget":
+    def from_description(cls, description: Mapping[str, Any]) -> Budget:
         """The budget of a ``describe()`` dict (default: the dict's fields other than ``kind`` as arguments)."""
         return cls(**{k: v for k, v in description.items() if k != "kind"})
 
     @classmethod
-    def from_text(cls, value: str) -> "Budget":
+    def from_text(cls, value: str) -> Budget:
         """The budget of the part after ``kind:`` in a budget string."""
-        return cls(_ratio_from_text(value))
+        return cls(_ratio_from_text(value))  # type: ignore[call-arg]  # a subclass taking a ratio uses this default
+
+
+def channel_floor(size: int, min_channels: int, min_fraction: float) -> int:
+    """The fewest channels a group of ``size`` may keep: ``max(min_channels, ceil(min_fraction * size))``.
+
+    Example:
+        >>> channel_floor(128, 1, 0.1), channel_floor(4, 2, 0.1)
+        (13, 2)
+    """
+    return max(min_channels, int(math.ceil(min_fraction * size - 1e-9)))
 
 
 def _ratio_from_text(value: str) -> float:
@@ -150,7 +161,7 @@ class GeometricStep(Budget):
         if not 1 <= step <= steps:
             raise ValueError(f"step must be in [1, {steps}], got {step}")
         self.budget, self.step, self.steps = budget, int(step), int(steps)
-        self.kind = budget.kind
+        self.kind = budget.kind  # type: ignore[misc]  # per instance: the kind of the budget it steps towards
 
     def cost_model(self, analysis: ModelAnalysis) -> CostModel:
         return self.budget.cost_model(analysis)

@@ -24,6 +24,7 @@ Example:
 """
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import Callable
 
 import numpy as np
@@ -61,7 +62,7 @@ class CostModel:
         for i, g in enumerate(self.group_ids):
             if g in kept:
                 v = kept[g]
-                out[i] = float(v) if np.isscalar(v) else float(len(v))
+                out[i] = float(len(v)) if isinstance(v, Sized) else float(v)
         return out
 
     def total(self, kept: np.ndarray) -> float:

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.selection.allocate import _floor
 from tfmot_easiedge.selection.budgets import as_budget
+from tfmot_easiedge.selection.budgets import channel_floor as _floor
 from tfmot_easiedge.selection.cost import BilinearCost, CostModel
 
 __all__ = ["allocate_counts", "allocate_separable", "select_joint"]

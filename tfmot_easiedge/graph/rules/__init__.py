@@ -27,8 +27,14 @@ from tfmot_easiedge.graph.rules.base import ChannelRule, StopAnalysis
 from tfmot_easiedge.graph.rules.builtins import register_builtin_rules
 from tfmot_easiedge.graph.rules.conv import ConvRule, DenseRule, DepthwiseRule, SeparableRule
 from tfmot_easiedge.graph.rules.merge import ConcatenateRule, ElementwiseOpRule, MergeRule
-from tfmot_easiedge.graph.rules.norm import (BatchNormRule, GroupNormRule, LayerNormRule, LayerScaleRule,
-                                             PerChannelRule, RescalingRule)
+from tfmot_easiedge.graph.rules.norm import (
+    BatchNormRule,
+    GroupNormRule,
+    LayerNormRule,
+    LayerScaleRule,
+    PerChannelRule,
+    RescalingRule,
+)
 from tfmot_easiedge.graph.rules.passthrough import GlobalPoolRule, InputLayerRule, PassThroughRule
 from tfmot_easiedge.graph.rules.registry import find_rule, register_rule, unregister_rule
 from tfmot_easiedge.graph.rules.reshape import FlattenRule, PermuteRule, ReshapeRule

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tfmot_easiedge.graph.context import PropagationContext
     from tfmot_easiedge.graph.model_graph import GraphNode
 
-__all__ = ["ChannelRule", "StopAnalysis", "axis_mask", "keep_or_all", "ordered_weights",
+__all__ = ["ChannelRule", "StopAnalysis", "axis_mask", "channel_mask", "keep_or_all", "ordered_weights",
            "require_channels_last", "single_map", "take_kept", "weight_name", "weights_by_name"]
 
 class StopAnalysis(Exception):
@@ -32,7 +32,7 @@ class ChannelRule:
     consumes_inputs = False
     produces_outputs = False
 
-    def propagate(self, node: "GraphNode", ctx: "PropagationContext") -> list[ChannelMap | None]:
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         """The channel map of each of the node's outputs, from the maps of its inputs (``ctx.in_maps``).
 
         Raises:
@@ -83,6 +83,18 @@ def axis_mask(keep: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     shape = [1] * ndim
     shape[axis] = keep.shape[0]
     return keep.reshape(shape)
+
+
+def channel_mask(masks: list[np.ndarray | None], i: int = 0) -> np.ndarray:
+    """``masks[i]``: the kept-channel mask of input or output ``i`` of a layer whose channels are cut.
+
+    Raises:
+        ValueError: that tensor has no channel axis (a rule cutting channels never gets one).
+    """
+    mask = masks[i]
+    if mask is None:
+        raise ValueError(f"tensor {i} of the layer has no channel mask: its channels cannot be cut")
+    return mask
 
 
 def keep_or_all(mask: np.ndarray | None, size: int) -> np.ndarray:

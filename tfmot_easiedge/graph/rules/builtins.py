@@ -6,8 +6,14 @@ import keras
 from tfmot_easiedge import _keras_compat as kc
 from tfmot_easiedge.graph.rules.conv import ConvRule, DenseRule, DepthwiseRule, SeparableRule
 from tfmot_easiedge.graph.rules.merge import ConcatenateRule, ElementwiseOpRule, MergeRule
-from tfmot_easiedge.graph.rules.norm import (BatchNormRule, GroupNormRule, LayerNormRule, LayerScaleRule,
-                                             PerChannelRule, RescalingRule)
+from tfmot_easiedge.graph.rules.norm import (
+    BatchNormRule,
+    GroupNormRule,
+    LayerNormRule,
+    LayerScaleRule,
+    PerChannelRule,
+    RescalingRule,
+)
 from tfmot_easiedge.graph.rules.passthrough import GlobalPoolRule, PassThroughRule
 from tfmot_easiedge.graph.rules.registry import register_rule
 from tfmot_easiedge.graph.rules.reshape import FlattenRule, PermuteRule, ReshapeRule

@@ -1,12 +1,18 @@
 """Rules for layers that join tensors: element-wise merges (they couple channels) and Concatenate."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 
 from tfmot_easiedge import _keras_compat as kc
 from tfmot_easiedge.graph.channels import ChannelMap
 from tfmot_easiedge.graph.rules.base import ChannelRule, StopAnalysis
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.graph.context import PropagationContext
+    from tfmot_easiedge.graph.model_graph import GraphNode
 
 __all__ = ["ConcatenateRule", "ElementwiseOpRule", "MergeRule"]
 
@@ -17,7 +23,7 @@ class MergeRule(ChannelRule):
     Inputs broadcast along the channel axis (size 1) are not coupled.
     """
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         maps = [m for m in ctx.in_maps(node) if m is not None and len(m) > 1]
         if not maps:
             return [ctx.in_maps(node)[0] for _ in node.outputs]
@@ -35,7 +41,7 @@ class ElementwiseOpRule(MergeRule):
     Only tensor operands and scalar constants are followed: a constant vector would have to be sliced.
     """
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         for arg in kc.flat_call_arguments(node.arguments):
             if isinstance(arg, keras.KerasTensor) or arg is None or isinstance(arg, (bool, int, float, str)):
                 continue
@@ -47,11 +53,12 @@ class ElementwiseOpRule(MergeRule):
 class ConcatenateRule(ChannelRule):
     """Concatenate: along the channel axis the maps are joined (each input at its offset)."""
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         maps = ctx.in_maps(node)
         rank = len(ctx.tensor(node.outputs[0]).shape)
         if node.layer.axis in (-1, rank - 1):
-            if any(m is None for m in maps):
+            present = [m for m in maps if m is not None]
+            if len(present) != len(maps):
                 raise StopAnalysis("concatenates a tensor without a channel axis")
-            return [ChannelMap.concat(maps)]
+            return [ChannelMap.concat(present)]
         return MergeRule().propagate(node, ctx)

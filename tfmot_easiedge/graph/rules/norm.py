@@ -6,10 +6,17 @@ the channel axis, GroupNormalization) are marked approximate or blocked.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from tfmot_easiedge.graph.rules.base import StopAnalysis, axis_mask, single_map, take_kept, weight_name
+from tfmot_easiedge.graph.rules.base import StopAnalysis, axis_mask, channel_mask, single_map, take_kept, weight_name
 from tfmot_easiedge.graph.rules.passthrough import PassThroughRule
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.graph.channels import ChannelMap
+    from tfmot_easiedge.graph.context import PropagationContext
+    from tfmot_easiedge.graph.model_graph import GraphNode
 
 __all__ = ["BatchNormRule", "GroupNormRule", "LayerNormRule", "LayerScaleRule", "PerChannelRule",
            "RescalingRule"]
@@ -18,7 +25,8 @@ __all__ = ["BatchNormRule", "GroupNormRule", "LayerNormRule", "LayerScaleRule", 
 class PerChannelRule(PassThroughRule):
     """Pass-through with per-channel weights sliced along their last axis (BatchNorm, PReLU, LayerScale...)."""
 
-    def slim(self, layer, in_keep, out_keep):
+    def slim(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+             ) -> tuple[dict, list[np.ndarray]]:
         keep = in_keep[0]
         weights = []
         for v in layer.weights:
@@ -33,7 +41,8 @@ class PerChannelRule(PassThroughRule):
                 config[key] = take_kept(np.asarray(val), keep, -1).tolist()
         return config, weights
 
-    def weight_masks(self, layer, in_keep, out_keep):
+    def weight_masks(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+                     ) -> dict[str, np.ndarray]:
         keep = in_keep[0]
         if keep is None:
             return {}
@@ -44,7 +53,7 @@ class PerChannelRule(PassThroughRule):
 class BatchNormRule(PerChannelRule):
     """BatchNormalization over the channel axis; another axis is a stop."""
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         rank = len(ctx.tensor(node.inputs[0]).shape)
         if node.layer.axis not in (-1, rank - 1):
             raise StopAnalysis(f"normalises axis {node.layer.axis}, not the channel axis")
@@ -59,7 +68,7 @@ def _normalises_channels(layer) -> bool:
 class LayerNormRule(PerChannelRule):
     """LayerNormalization: exact when it normalises other axes; approximate over the channel axis."""
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         rank = len(ctx.tensor(node.inputs[0]).shape)
         axes = node.layer.axis if isinstance(node.layer.axis, (list, tuple)) else [node.layer.axis]
         axes = [a % rank for a in axes]
@@ -68,12 +77,14 @@ class LayerNormRule(PerChannelRule):
             ctx.mark_approximate(m, f"{node.name}: LayerNormalization statistics include the cut channels")
         return [m]
 
-    def slim(self, layer, in_keep, out_keep):
+    def slim(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+             ) -> tuple[dict, list[np.ndarray]]:
         if not _normalises_channels(layer):
             return layer.get_config(), [np.asarray(w) for w in layer.get_weights()]
         return super().slim(layer, in_keep, out_keep)
 
-    def weight_masks(self, layer, in_keep, out_keep):
+    def weight_masks(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+                     ) -> dict[str, np.ndarray]:
         if not _normalises_channels(layer):
             return {}
         return super().weight_masks(layer, in_keep, out_keep)
@@ -82,7 +93,7 @@ class LayerNormRule(PerChannelRule):
 class GroupNormRule(PerChannelRule):
     """GroupNormalization: one group per channel or a single group pass; other group counts are blocked."""
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         m = single_map(ctx.in_maps(node))
         groups = node.layer.groups
         if groups in (-1, len(m)):
@@ -93,17 +104,19 @@ class GroupNormRule(PerChannelRule):
         ctx.block(m, f"{node.name}: GroupNormalization(groups={groups}) needs equal channels per group")
         return [m]
 
-    def slim(self, layer, in_keep, out_keep):
+    def slim(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+             ) -> tuple[dict, list[np.ndarray]]:
         config, weights = super().slim(layer, in_keep, out_keep)
         if config["groups"] not in (-1, 1):
-            config["groups"] = int(in_keep[0].sum())
+            config["groups"] = int(channel_mask(in_keep).sum())
         return config, weights
 
 
 class RescalingRule(PassThroughRule):
     """Rescaling: a scalar scale/offset passes through; per-channel values are sliced in the config."""
 
-    def slim(self, layer, in_keep, out_keep):
+    def slim(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+             ) -> tuple[dict, list[np.ndarray]]:
         config = layer.get_config()
         keep = in_keep[0]
         for key in ("scale", "offset"):
@@ -116,8 +129,9 @@ class RescalingRule(PassThroughRule):
 class LayerScaleRule(PerChannelRule):
     """ConvNeXt's LayerScale: a per-channel gamma; its config names the channel count."""
 
-    def slim(self, layer, in_keep, out_keep):
+    def slim(self, layer: Any, in_keep: list[np.ndarray | None], out_keep: list[np.ndarray | None]
+             ) -> tuple[dict, list[np.ndarray]]:
         config, weights = super().slim(layer, in_keep, out_keep)
         if "projection_dim" in config:
-            config["projection_dim"] = int(in_keep[0].sum())
+            config["projection_dim"] = int(channel_mask(in_keep).sum())
         return config, weights

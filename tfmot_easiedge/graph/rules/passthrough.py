@@ -4,7 +4,14 @@ Activations, dropout, pooling, padding, cropping, resizing, augmentation layers.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tfmot_easiedge.graph.rules.base import ChannelRule, require_channels_last, single_map
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.graph.channels import ChannelMap
+    from tfmot_easiedge.graph.context import PropagationContext
+    from tfmot_easiedge.graph.model_graph import GraphNode
 
 __all__ = ["GlobalPoolRule", "InputLayerRule", "PassThroughRule"]
 
@@ -20,7 +27,7 @@ class PassThroughRule(ChannelRule):
     def __init__(self, approximate: str | None = None):
         self.approximate = approximate
 
-    def propagate(self, node, ctx):
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:
         require_channels_last(node.layer)
         m = single_map(ctx.in_maps(node))
         if self.approximate:
@@ -35,5 +42,5 @@ class GlobalPoolRule(PassThroughRule):
 class InputLayerRule(ChannelRule):
     """An ``InputLayer`` (never a graph node: model inputs are the graph's input tensors)."""
 
-    def propagate(self, node, ctx):  # pragma: no cover - inputs are not nodes
+    def propagate(self, node: GraphNode, ctx: PropagationContext) -> list[ChannelMap | None]:  # pragma: no cover
         return ctx.in_maps(node)

@@ -111,3 +111,47 @@ def test_state_saved_before_the_mode_variable_loads():
     assert wrapper.attached is None
     for i, v in enumerate(own[:-1]):
         np.testing.assert_array_equal(v.numpy(), store[str(i)])
+
+
+@pytest.mark.parametrize("recalibrate", [True, False])
+def test_zstep_scores_with_batchnorm_statistics_of_the_current_weights(recalibrate):
+    # Stale moving averages (set to nonsense here) must not reach the criterion: each Z-step re-estimates them
+    # on the calibration inputs first.
+    import keras
+    import numpy as np
+
+    import tfmot_easiedge as te
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU()(h)
+    out = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    wrapped = te.prune_filters(model, "filters:0.5", importance="l1")
+    wrapped.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(2.0, 1.0, (32, 8, 8, 3)).astype("float32")
+    y = np.zeros(32, "int64")
+    bn = wrapped.get_layer("admm_bn1").layer  # the ADMM wrapper around the BatchNormalization
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            bn.moving_mean.assign(np.full(6, 1e3, "float32"))  # stale, far from anything real
+
+    update = te.ADMMUpdate(x, verbose=0, update_every=1, recalibrate_bn=recalibrate)
+    scorer_calls = []
+    real_score = update._score
+
+    def spying_score(w_plus_u, w_now):
+        result = real_score(w_plus_u, w_now)
+        seen["mean"] = bn.moving_mean.numpy().copy()
+        scorer_calls.append(1)
+        return result
+
+    update._score = spying_score
+    wrapped.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Spy(), update])
+    assert scorer_calls
+    # re-estimated before scoring (the check itself fails when the re-estimation is off)
+    assert (np.abs(seen["mean"]).max() < 100.0) == recalibrate

@@ -266,3 +266,20 @@ def test_oneshot_with_a_user_budget_and_criterion(data):
     assert _squared_cost_ok(te.analyze(zoo.tiny_cnn(seed=0)), r.plan, 0.5)
     with pytest.raises(ValueError, match="iterations"):
         te.OneShot("macs:0.5", iterations=0)
+
+
+def test_before_finetune_accuracy_is_measured_with_batchnorm_reestimated():
+    import keras
+
+    import tfmot_easiedge as te
+    from tfmot_easiedge.models import zoo
+
+    model = zoo.tiny_cnn()
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((96, 32, 32, 3)).astype("float32"), rng.integers(0, 10, 96)
+    result = te.OneShot("macs:0.5", importance="l1", verbose=0, recalibrate_bn=64, iterations=2).run(
+        model, (x, y), (x[:32], y[:32]), finetune_epochs=1)
+    for name in ("prune_1", "hard_prune"):
+        stage = result.stage(name)
+        assert "re-estimated" in stage["batchnorm"] and stage["accuracy_before_bn"] is not None, stage

@@ -7,6 +7,7 @@ old, what to install.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import re
@@ -24,7 +25,7 @@ INSTALL_HINT = ('pip install "tfmot-easiedge[tf]" (or "tfmot-easiedge[tf-cpu]" f
                 '"tensorflow[and-cuda]" for NVIDIA GPUs)')
 
 
-def find_spec(name: str):
+def find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
     """``importlib.util.find_spec``, here so that tests can replace it."""
     return importlib.util.find_spec(name)
 

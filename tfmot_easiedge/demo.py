@@ -22,13 +22,18 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from tfmot_easiedge.data import DataError, LoadedData, cifar10_dir, load_cifar10_arrays, make_data
 from tfmot_easiedge.data.cifar10 import CLASS_NAMES, ENV_VAR
 from tfmot_easiedge.report import FILES as REPORT_FILES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras
 
 #: Where the demo's data may come from; ``auto`` takes CIFAR-10 when found locally, else the digits.
 DATASETS = ("auto", "cifar10", "digits")
@@ -212,7 +217,7 @@ def load_demo_data(dataset: str = "auto", data_dir: str | os.PathLike | None = N
 # --------------------------------------------------------------------------- pipeline
 
 
-def build_model(image_shape, num_classes: int, settings: DemoSettings):
+def build_model(image_shape: Sequence[int], num_classes: int, settings: DemoSettings) -> keras.Model:
     """``zoo.vgg_small`` at ``settings.width`` (uncompiled)."""
     from tfmot_easiedge.models import zoo
 

@@ -5,9 +5,12 @@ import dataclasses
 import json
 import math
 import reprlib
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
 
 PLAN_FORMAT = "tfmot_easiedge.PruningPlan"
 PLAN_VERSION = 1
@@ -49,14 +52,14 @@ class PruningPlan:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def keep_all(cls, analysis) -> PruningPlan:
+    def keep_all(cls, analysis: ModelAnalysis) -> PruningPlan:
         """A plan that keeps every channel of every prunable group of ``analysis``."""
         groups = analysis.prunable_groups
         return cls({g: list(range(grp.size)) for g, grp in groups.items()},
                    {g: grp.size for g, grp in groups.items()}, analysis.graph.model_name)
 
     @classmethod
-    def random(cls, analysis, ratio: float, *, seed: int = 0) -> PruningPlan:
+    def random(cls, analysis: ModelAnalysis, ratio: float, *, seed: int = 0) -> PruningPlan:
         """Removes ``floor(ratio * size)`` random channels of every prunable group (at least one kept).
 
         Useful to test exactness; use ``tfmot_easiedge.select`` for real plans.
@@ -73,7 +76,7 @@ class PruningPlan:
                    {"seed": seed})
 
     @classmethod
-    def from_masks(cls, analysis, masks: Mapping[str, np.ndarray], **kwargs) -> PruningPlan:
+    def from_masks(cls, analysis: ModelAnalysis, masks: Mapping[str, np.ndarray], **kwargs: Any) -> PruningPlan:
         """A plan from boolean keep masks ``{group_id: bool[size]}``."""
         kept = {g: np.flatnonzero(np.asarray(m, bool)).tolist() for g, m in masks.items()}
         sizes = {g: analysis.groups[g].size if g in analysis.groups else len(masks[g]) for g in masks}
@@ -90,7 +93,7 @@ class PruningPlan:
         return mask
 
     # ------------------------------------------------------------------ validation
-    def validate(self, analysis) -> None:
+    def validate(self, analysis: ModelAnalysis) -> None:
         """Checks the plan against an analysis of the model it is applied to.
 
         Raises:

@@ -6,7 +6,7 @@ import numpy as np
 
 from tfmot_easiedge.admm.wrapper import ADMMWrapper, find_wrappers
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
-from tfmot_easiedge.graph.model_graph import ModelGraph
+from tfmot_easiedge.graph.model_graph import GraphNode, ModelGraph
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.rewrite.clone import model_from_graph
 
@@ -29,7 +29,7 @@ def unwrapped_view(model: keras.Model) -> keras.Model:
     return model_from_graph(model, graph, layer_fn, name=name)
 
 
-def weight_masks(analysis: ModelAnalysis, node, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def weight_masks(analysis: ModelAnalysis, node: GraphNode, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``{weight name: boolean mask of the weight's full shape}`` of one node under ``kept``."""
     rule = analysis.rules[node.index]
     if rule is None or not getattr(node.layer, "trainable_weights", None):

@@ -71,16 +71,17 @@ class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
         return (f"training diverged: the loss became {self.loss} at epoch {self.epoch}, step {self.step} of the "
                 f"{self.stage}; {ADVICE}")
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.epoch = self.step = self.loss = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._current_epoch = int(epoch)
 
-    def on_batch_end(self, batch, logs=None):  # TerminateOnNaN's hook; replaced by on_train_batch_end
+    # TerminateOnNaN's hook; replaced by on_train_batch_end
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         pass
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None or self.diverged:
             return

@@ -18,11 +18,12 @@ import numpy as np
 from tfmot_easiedge.admm._state import PruningState
 from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss
 from tfmot_easiedge.admm.finetune import MaskedFineTune
-from tfmot_easiedge.admm.pipeline import (EasiEdgeResult, _baseline_stage, _check_run, _fit_args, _slim_stage,
-                                          _stage)
+from tfmot_easiedge.admm.pipeline import (EasiEdgeResult, _baseline_stage, _check_run, _fit_args, _pruned_stage,
+                                          _slim_stage, _stage)
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.metrics.counting import count_macs, count_params
+from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
 from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import GeometricStep, as_budget
 
@@ -128,6 +129,8 @@ class OneShot:
         for step in range(1, self.iterations + 1):
             last = step == self.iterations
             t0 = time.perf_counter()
+            if step > 1 and self.recalibrate_bn:  # score the fine-tuned network, not its trailing moving averages
+                recalibrate_batchnorm(state.view, calib[0], max_examples=len(calib[0]), batch_size=batch_size or 128)
             scores = scorer(calib_data, seed=(self.seed or 0) + step - 1, batch_size=64, progress=self.verbose > 1)
             if plan is not None:
                 scores = _removed_first(scores, plan)
@@ -145,10 +148,10 @@ class OneShot:
                       f"{sum(len(k) for k in plan.kept.values())}/{sum(plan.group_sizes.values())} channels, "
                       f"MACs {macs / base_macs:.1%} of the baseline")
             name = "hard_prune" if last else f"prune_{step}"
-            stages.append(_stage(name, wrapped, validation_data, macs, params,
-                                 note=f"round {step}/{self.iterations}: removed channels set to zero, before "
-                                      "fine-tuning" if self.iterations > 1 else
-                                      "one-shot: removed channels set to zero, before fine-tuning"))
+            note = (f"round {step}/{self.iterations}: removed channels set to zero, before fine-tuning"
+                    if self.iterations > 1 else "one-shot: removed channels set to zero, before fine-tuning")
+            stages.append(_pruned_stage(name, wrapped, small, validation_data, fit_args, batch_size,
+                                        self.recalibrate_bn, macs, params, note=note))
             epochs = finetune_epochs if last else epochs_between
             t0 = time.perf_counter()
             if epochs > 0:

@@ -12,7 +12,7 @@ from tfmot_easiedge.admm._common import take_examples
 from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss, TrainingDivergedError
 from tfmot_easiedge.admm.finetune import MaskedFineTune
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, DEFAULT_RHO, hard_prune, prune_filters, strip_pruning
-from tfmot_easiedge.admm.update import DEFAULT_RHO_GROWTH, DEFAULT_RHO_MAX, ADMMUpdate
+from tfmot_easiedge.admm.update import DEFAULT_RHO_MAX, ADMMUpdate
 from tfmot_easiedge.data.batches import input_rank, iterate_batches
 from tfmot_easiedge.data.checks import check_finite, check_finite_weights, non_finite_weight
 from tfmot_easiedge.importance.criterion import as_criterion
@@ -228,8 +228,9 @@ class EasiEdge:
         plan = hard_prune(wrapped)
         small, _ = strip_pruning(wrapped)
         slim_macs, slim_params = count_macs(small), count_params(small)
-        stages.append(_stage("hard_prune", wrapped, validation_data, slim_macs, slim_params,
-                             note="removed channels set to zero, before fine-tuning"))
+        stages.append(_pruned_stage("hard_prune", wrapped, small, validation_data, fit_args, batch_size,
+                                    self.recalibrate_bn, slim_macs, slim_params,
+                                    note="removed channels set to zero, before fine-tuning"))
         t0 = time.perf_counter()
         if finetune_epochs > 0:
             guard = StopOnNonFiniteLoss("fine-tune", verbose=self.verbose)
@@ -316,6 +317,22 @@ def _baseline_stage(model, data, fit_args, batch_size, macs: int, params: int, r
         stage.update(accuracy=top1_accuracy(copy, data), accuracy_before_bn=stage["accuracy"],
                      batchnorm=_bn_text(n_bn),
                      note="the model as given, measured like the slim model (BatchNorm re-estimated on a copy)")
+    return stage
+
+
+def _pruned_stage(name: str, wrapped, small, data, fit_args, batch_size, recalibrate_bn: int, macs: int,
+                  params: int, *, note: str) -> dict[str, Any]:
+    """A stage right after a hard prune, before fine-tuning, measured like the slim model: on ``small`` (the
+    slim copy, not the model being trained) with its BatchNorm statistics re-estimated, so that "before
+    fine-tune" says what the pruned network can do rather than how stale its moving averages are; the
+    accuracy with the statistics as trained is kept beside it."""
+    stage = _stage(name, wrapped, data, macs, params, note=note)
+    if data is None or not recalibrate_bn:
+        return stage
+    n_bn = _recalibrate(small, fit_args, batch_size, recalibrate_bn)
+    if n_bn:
+        stage.update(accuracy=top1_accuracy(small, data), accuracy_before_bn=stage["accuracy"],
+                     batchnorm=_bn_text(n_bn), note=f"{note}; measured on the slim copy, BatchNorm re-estimated")
     return stage
 
 

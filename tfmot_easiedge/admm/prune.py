@@ -1,7 +1,7 @@
 """``prune_filters`` (wrap a model for ADMM), ``hard_prune`` and ``strip_pruning`` (back to a slim model)."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import keras
 import numpy as np
@@ -17,6 +17,10 @@ from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import as_budget
 from tfmot_easiedge.selection.protect import check_protect
 
+if TYPE_CHECKING:
+    from tfmot_easiedge.importance.criterion import CriterionSpec
+    from tfmot_easiedge.selection.budgets import BudgetSpec
+
 #: Default ADMM penalty weight (grown by ``ADMMUpdate``'s schedule).
 DEFAULT_RHO = 1e-2
 #: Default share of every group that ADMM pruning keeps (``select``'s ``min_fraction``): a global per-filter
@@ -25,9 +29,9 @@ DEFAULT_RHO = 1e-2
 DEFAULT_MIN_FRACTION = 0.1
 
 
-def prune_filters(model: keras.Model, budget, *, importance="tbaa", rho: float = DEFAULT_RHO,
-                  protect: Iterable[str] = (), min_channels: int = 1, round_to: int | None = None,
-                  min_fraction: float = DEFAULT_MIN_FRACTION) -> keras.Model:
+def prune_filters(model: keras.Model, budget: BudgetSpec, *, importance: CriterionSpec = "tbaa",
+                  rho: float = DEFAULT_RHO, protect: Iterable[str] = (), min_channels: int = 1,
+                  round_to: int | None = None, min_fraction: float = DEFAULT_MIN_FRACTION) -> keras.Model:
     """A copy of ``model`` whose prunable layers carry ADMM state, ready for ``fit`` with ``ADMMUpdate``.
 
     Every layer whose weights a prunable channel group cuts (convolution and Dense kernels on both

@@ -14,10 +14,16 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from tfmot_easiedge._files import atomic_output, sweep_leftovers
 from tfmot_easiedge.data.checks import check_finite_weights
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
+    from tfmot_easiedge.selection.budgets import BudgetSpec
 
 #: The slim model and the plan; the report's files (``tfmot_easiedge.report.FILES``) come with them.
 MODEL_FILE = "model.keras"
@@ -49,8 +55,8 @@ class SavedResult:
     report: dict
 
 
-def save_result(result: _Result, directory: str | os.PathLike, *, baseline, overwrite: bool = False,
-                analysis=None, budget=None, importance: str | None = None,
+def save_result(result: _Result, directory: str | os.PathLike, *, baseline: keras.Model, overwrite: bool = False,
+                analysis: ModelAnalysis | None = None, budget: BudgetSpec | None = None, importance: str | None = None,
                 latency: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
                 history: Mapping[str, Mapping] | None = None, data: Mapping | None = None,
                 config: Mapping | None = None, extra_files: Mapping[str, str | os.PathLike] | None = None,

@@ -15,6 +15,7 @@ epoch end, ``admm_penalty`` (the penalty term that ``loss`` includes, at the epo
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -25,8 +26,13 @@ from tfmot_easiedge.admm.divergence import ADVICE, TrainingDivergedError
 from tfmot_easiedge.data.batches import non_finite_kinds
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
 from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import as_budget
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.importance.criterion import CriterionSpec
+    from tfmot_easiedge.selection.budgets import BudgetSpec
 
 #: Default growth of rho per Z-step and its ceiling.
 DEFAULT_RHO_GROWTH = 1.5
@@ -62,6 +68,11 @@ class ADMMUpdate(keras.callbacks.Callback):
             same channels without re-scoring, while the penalty drives their weights to zero (late
             changes of side bring back a full-size removed channel and undo the convergence). None
             re-ranks at every Z-step.
+        recalibrate_bn: before each scoring pass, re-estimate the BatchNorm moving statistics on the
+            calibration inputs (:func:`~tfmot_easiedge.rewrite.recalibrate_batchnorm`): scoring runs in
+            inference mode, and during ADMM the moving averages trail the weights the W-step keeps changing,
+            so a criterion would score a network that does not exist. Training is unaffected (it uses batch
+            statistics); the averages go on from the re-estimated values.
 
     Attributes:
         zstep_seconds: wall time of every Z-step this callback ran.
@@ -81,11 +92,13 @@ class ADMMUpdate(keras.callbacks.Callback):
          'admm_rho']
     """
 
-    def __init__(self, calibration_data=None, budget=None, *, importance=None, update_every="epoch",
+    def __init__(self, calibration_data: Any = None, budget: BudgetSpec | None = None, *,
+                 importance: CriterionSpec | None = None, update_every: int | str = "epoch",
                  rho_growth: float = DEFAULT_RHO_GROWTH, rho_max: float = DEFAULT_RHO_MAX,
                  calibration_size: int = 512, batch_size: int = 64, seed: int = 0, verbose: int = 1,
-                 rank_on: str = "w", freeze_rho: float | None = DEFAULT_FREEZE_RHO):
+                 rank_on: str = "w", freeze_rho: float | None = DEFAULT_FREEZE_RHO, recalibrate_bn: bool = True):
         super().__init__()
+        self.recalibrate_bn = bool(recalibrate_bn)
         self.freeze_rho = freeze_rho
         if rank_on not in ("w", "w_plus_u"):
             raise ValueError(f"rank_on must be 'w' or 'w_plus_u', got {rank_on!r}")
@@ -132,7 +145,7 @@ class ADMMUpdate(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._steps += 1
-        if self.update_every != "epoch" and self._steps % self.update_every == 0:
+        if isinstance(self.update_every, int) and self._steps % self.update_every == 0:  # else "epoch"
             self.z_step()
         if logs is not None and self.last:
             logs.update(self.last)
@@ -230,6 +243,8 @@ class ADMMUpdate(keras.callbacks.Callback):
             if self._calib is not None:
                 x, y = self._calib
                 data = x if y is None else (x, y)
+                if self.recalibrate_bn:
+                    recalibrate_batchnorm(st.view, x, max_examples=len(x), batch_size=self.batch_size)
             return self._scorer(data, seed=self.seed + st.zsteps(), batch_size=self.batch_size,
                                 progress=self.verbose > 1)
         finally:

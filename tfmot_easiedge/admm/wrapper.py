@@ -17,6 +17,8 @@ traced train step like tfmot's pruning step: switching from ADMM to fine-tuning 
 """
 from __future__ import annotations
 
+from typing import Any, Iterable, Mapping
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -63,7 +65,8 @@ class ADMMWrapper(keras.layers.Wrapper):
         mode: the non-trainable int32 variable holding the attached mode's code (0 none, 1 ADMM, 2 fine-tune).
     """
 
-    def __init__(self, layer, tracked=(), settings=None, **kwargs):
+    def __init__(self, layer: keras.layers.Layer, tracked: Iterable[str] = (),
+                 settings: Mapping[str, Any] | None = None, **kwargs: Any):
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.tracked = [str(t) for t in tracked]
@@ -87,7 +90,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.mode.assign(DETACHED if value is None else MODES.index(value) + 1)
 
     # ------------------------------------------------------------------ state
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         super().build(input_shape)
         by_name = {v.path.split("/")[-1]: v for v in self.layer.trainable_weights}
         missing = [n for n in self.tracked if n not in by_name]
@@ -119,7 +122,7 @@ class ADMMWrapper(keras.layers.Wrapper):
             target.constraint = _MaskWhenFineTuning(self.mode, mask, target.constraint)
         self.built = True
 
-    def load_own_variables(self, store) -> None:
+    def load_own_variables(self, store: Mapping[str, Any]) -> None:
         """Loads the saved state, then detaches: a callback attached at save time is not attached now."""
         own = kc.own_variables(self)
         if len(store.keys()) == len(own) - 1:  # saved before the mode variable existed
@@ -129,7 +132,7 @@ class ADMMWrapper(keras.layers.Wrapper):
             super().load_own_variables(store)
         self.attached = None
 
-    def penalty(self):
+    def penalty(self) -> Any:
         """``rho/2 · Σ ||(W − Z + U) ⊙ (1 − mask)||²`` over the tracked weights, in float32.
 
         This is ADMM's ``rho/2·||W − Z + U||²`` on the coordinates the constraint acts on. On a kept
@@ -144,7 +147,7 @@ class ADMMWrapper(keras.layers.Wrapper):
                 total = total + keras.ops.sum(keras.ops.square(d))
             return 0.5 * self.rho.value * total
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
         if training:
             self._check_attached()
             penalty = keras.ops.cond(keras.ops.equal(self.mode.value, ADMM), self.penalty,
@@ -172,14 +175,14 @@ class ADMMWrapper(keras.layers.Wrapper):
             raise RuntimeError(f"{self.name}: {_NOT_ATTACHED}")
         tf.debugging.assert_greater(self.mode.value, DETACHED, message=f"{self.name}: {_NOT_ATTACHED}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return self.layer.compute_output_shape(input_shape)
 
     # ------------------------------------------------------------------ numpy views for the callbacks
     def weights_np(self) -> list[np.ndarray]:
         return [np.asarray(v.numpy(), dtype=np.float32) for v in self.targets]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"tracked": list(self.tracked), "settings": dict(self.settings)})
         return config

@@ -18,7 +18,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Adds ``analyze`` to the subcommands ``sub``."""
     a = sub.add_parser("analyze", help="channel groups, prunable share, MACs and skipped layers of a model")
     a.add_argument("model", help="a .keras/.h5 file or keras:NAME (keras.applications)")

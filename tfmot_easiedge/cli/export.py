@@ -72,7 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Adds ``export`` to the subcommands ``sub``."""
     p = sub.add_parser("export", help="export a model to TFLite, ONNX, TensorRT or a SavedModel, verified")
     p.add_argument("model", help="a .keras/.h5 file or keras:NAME")

@@ -4,10 +4,16 @@ from __future__ import annotations
 import argparse
 import difflib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tfmot_easiedge._network import download_failure_text, is_download_failure
 from tfmot_easiedge.cli._common import UserError, parse_shape, warn
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.data import LoadedData
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
 
 
 def _application(name: str, input_shape, classes: int | None, weights: str = "imagenet"):
@@ -80,7 +86,7 @@ def keras_cause(text: str) -> str:
 
 
 def load_model(spec: str, *, unsafe: bool = False, input_shape: Sequence[int] | None = None,
-               classes: int | None = None, weights: str = "imagenet"):
+               classes: int | None = None, weights: str = "imagenet") -> keras.Model:
     """Loads a ``.keras``/``.h5`` file (Keras safe mode unless ``unsafe``) or builds ``keras:NAME``.
 
     ``keras:NAME`` builds ``keras.applications.NAME`` with ``weights``: ``"imagenet"`` (Keras downloads them
@@ -103,13 +109,13 @@ def load_model(spec: str, *, unsafe: bool = False, input_shape: Sequence[int] | 
     return _load_file(spec, unsafe)
 
 
-def model_from_args(args: argparse.Namespace):
+def model_from_args(args: argparse.Namespace) -> keras.Model:
     """The model the command line names (``MODEL`` with ``--unsafe``, ``--input-shape``, ``--classes``...)."""
     return load_model(args.model, unsafe=args.unsafe, input_shape=parse_shape(args.input_shape),
                       classes=args.classes, weights=args.weights)
 
 
-def analyze_model(model):
+def analyze_model(model: keras.Model) -> ModelAnalysis:
     """:func:`tfmot_easiedge.analyze`, a ``GraphError`` becoming a one-line ``UserError``."""
     import tfmot_easiedge as te
 
@@ -124,7 +130,8 @@ def _channels(model) -> int:
     return c if c in (1, 3, 4) else 3
 
 
-def load_data(spec: str, model, *, split: str, what: str, args: argparse.Namespace, limit: int | None = None):
+def load_data(spec: str, model: keras.Model, *, split: str, what: str, args: argparse.Namespace,
+              limit: int | None = None) -> LoadedData:
     """``--data SPEC`` loaded for ``model`` (``--rescale``, the model's channels) and checked to fit it."""
     from tfmot_easiedge.data import check_fits
     from tfmot_easiedge.data import load_data as load
@@ -135,7 +142,7 @@ def load_data(spec: str, model, *, split: str, what: str, args: argparse.Namespa
     return data
 
 
-def from_logits(model) -> bool:
+def from_logits(model: keras.Model) -> bool:
     """False when the model ends in a softmax (an activation, a Softmax layer), True for logits."""
     import keras
 
@@ -150,7 +157,7 @@ def from_logits(model) -> bool:
     return getattr(activation, "__name__", "") != "softmax"
 
 
-def compile_model(model, args: argparse.Namespace) -> bool:
+def compile_model(model: keras.Model, args: argparse.Namespace) -> bool:
     """Compiles ``model`` with ``--optimizer``/``--lr`` and sparse cross-entropy; returns whether on logits."""
     import keras
 

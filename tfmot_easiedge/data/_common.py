@@ -5,6 +5,7 @@ The error type and the value checks live in :mod:`tfmot_easiedge.data.batches`, 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class LoadedData:
                 "num_classes": self.num_classes}
 
 
-def as_labels(y, what: str) -> tuple[np.ndarray, int | None]:
+def as_labels(y: Any, what: str) -> tuple[np.ndarray, int | None]:
     """``(int64 labels [N], class count if one-hot else None)`` from ``[N]``, ``[N, 1]`` or one-hot ``[N, C]`` labels.
 
     Raises:
@@ -84,7 +85,8 @@ def as_labels(y, what: str) -> tuple[np.ndarray, int | None]:
     return y.astype(np.int64), classes
 
 
-def make_data(x, y, source: str, *, class_names=None, num_classes: int | None = None) -> LoadedData:
+def make_data(x: Any, y: Any, source: str, *, class_names: Sequence[str] | None = None,
+              num_classes: int | None = None) -> LoadedData:
     """Checks ``x``/``y`` and returns a :class:`LoadedData` (``x`` as float32).
 
     Raises:

@@ -2,15 +2,20 @@
 ``check_finite_weights`` (no NaN/inf weights)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tfmot_easiedge.data._common import LoadedData
 from tfmot_easiedge.data.batches import DataError, check_finite, is_float, non_finite_kinds
 
+if TYPE_CHECKING:
+    import keras
+
 __all__ = ["check_finite", "check_finite_weights", "check_fits", "model_io", "non_finite_weight"]
 
 
-def model_io(model) -> tuple[tuple, int]:
+def model_io(model: keras.Model) -> tuple[tuple, int]:
     """``(input shape without the batch axis, output units)`` of a single-input, single-output classifier.
 
     Raises:
@@ -27,7 +32,7 @@ def model_io(model) -> tuple[tuple, int]:
     return tuple(inputs[0].shape[1:]), int(out_shape[-1])
 
 
-def check_fits(model, data: LoadedData, what: str = "data") -> None:
+def check_fits(model: keras.Model, data: LoadedData, what: str = "data") -> None:
     """Raises when ``data``'s example shape or classes do not fit ``model``'s input and output.
 
     A model input size of None accepts any size. The labels must be smaller than the number of output
@@ -58,7 +63,7 @@ def check_fits(model, data: LoadedData, what: str = "data") -> None:
         raise DataError(f"{label}: has {data.num_classes} classes but model {model.name!r} has {units} output units")
 
 
-def check_finite_weights(model, what: str = "model") -> None:
+def check_finite_weights(model: keras.Model, what: str = "model") -> None:
     """Raises when a weight of ``model`` (trainable or not, nested models included) holds NaN or inf.
 
     Call it before saving or converting a model: a diverged training run leaves weights that are NaN,
@@ -90,7 +95,7 @@ def check_finite_weights(model, what: str = "model") -> None:
         raise ValueError(f"{label}: {problem}; its weights must be finite")
 
 
-def non_finite_weight(model) -> str | None:
+def non_finite_weight(model: keras.Model) -> str | None:
     """Describes the first weight of ``model`` holding NaN or inf (``"weight 'net/d/bias' of layer 'd'
     contains NaN (1 of 1 values)"``), or None when every floating-point weight is finite."""
     seen: set[int] = set()

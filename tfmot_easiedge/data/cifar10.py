@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfmot_easiedge._network import download_failure_text, is_download_failure
 from tfmot_easiedge.data.tfrecord import dataset_arrays, read_tfrecords
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 ENV_VAR = "EASIEDGE_CIFAR10_DIR"
 _SPLITS = {"train": "train.tfrecord", "test": "test.tfrecord"}
@@ -45,7 +49,8 @@ def cifar10_dir(dirpath: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def load_cifar10(split: str = "train", *, dirpath=None, limit: int | None = None):
+def load_cifar10(split: str = "train", *, dirpath: str | os.PathLike | None = None,
+                 limit: int | None = None) -> tf.data.Dataset:
     """Returns a ``tf.data.Dataset`` of ``(uint8 image (32, 32, 3), int64 label)`` read from the TFRecords.
 
     Args:
@@ -63,7 +68,7 @@ def load_cifar10(split: str = "train", *, dirpath=None, limit: int | None = None
     return read_tfrecords([d / _SPLITS[split]], limit=limit, image_shape=(32, 32, 3))
 
 
-def load_cifar10_arrays(split: str = "train", *, dirpath=None, limit: int | None = None,
+def load_cifar10_arrays(split: str = "train", *, dirpath: str | os.PathLike | None = None, limit: int | None = None,
                         allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(x uint8 [N, 32, 32, 3], y int64 [N])`` from the local TFRecords, else Keras's download.
 

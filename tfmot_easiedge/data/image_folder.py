@@ -6,11 +6,15 @@ The image size is taken from the first image found; images of other sizes are re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfmot_easiedge.data._common import LoadedData, make_data
 from tfmot_easiedge.data.batches import DataError
+
+if TYPE_CHECKING:
+    import os
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
 _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
@@ -38,7 +42,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     return int(image.shape[0]), int(image.shape[1])
 
 
-def read_image_folder(root, *, channels: int = 3, limit: int | None = None, verbose: bool = False) -> LoadedData:
+def read_image_folder(root: str | os.PathLike, *, channels: int = 3, limit: int | None = None,
+                      verbose: bool = False) -> LoadedData:
     """Loads an image folder (see the module docstring) into float32 arrays of raw 0..255 pixels.
 
     Args:

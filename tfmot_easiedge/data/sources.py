@@ -110,7 +110,8 @@ def _read(spec: str, split: str, limit, channels: int, verbose: bool, allow_down
                     f"{', '.join(TFRECORD_SUFFIXES)}, an image folder or cifar10")
 
 
-def load_data(spec: str, *, split: str = "train", limit: int | None = None, rescale=None, channels: int = 3,
+def load_data(spec: str, *, split: str = "train", limit: int | None = None, rescale: str | float | None = None,
+              channels: int = 3,
               verbose: bool = False, allow_download: bool = True) -> LoadedData:
     """Loads labelled images from ``spec`` (see the module docstring) into memory.
 

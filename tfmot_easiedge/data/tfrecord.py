@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfmot_easiedge.data.batches import DataError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import tensorflow as tf
 
 SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 
@@ -33,7 +39,8 @@ def tfrecord_files(path: str | os.PathLike, split: str | None = None) -> list[Pa
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def read_tfrecords(files, *, limit: int | None = None, channels: int = 3, image_shape=None):
+def read_tfrecords(files: Sequence[str | os.PathLike], *, limit: int | None = None, channels: int = 3,
+                   image_shape: Sequence[int] | None = None) -> tf.data.Dataset:
     """An unbatched ``tf.data.Dataset`` of ``(uint8 image [H, W, channels], int64 label)`` from TFRecord files.
 
     Args:
@@ -59,7 +66,7 @@ def read_tfrecords(files, *, limit: int | None = None, channels: int = 3, image_
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def dataset_arrays(ds, what: str, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def dataset_arrays(ds: tf.data.Dataset, what: str, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Reads an unbatched ``(image, label)`` dataset into ``(x [N, ...], y [N])`` arrays.
 
     Raises:

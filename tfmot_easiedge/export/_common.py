@@ -11,12 +11,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from tfmot_easiedge._files import size_on_disk
 from tfmot_easiedge.data.batches import as_input_arrays, random_inputs, to_numpy
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras
+
+    from tfmot_easiedge.data.batches import InputSpec
 
 # Verification samples drawn from representative data (random ones are made when nothing is given).
 MAX_VERIFY_FROM_REPRESENTATIVE = 256
@@ -86,7 +93,8 @@ class ExportResult:
 # --------------------------------------------------------------------------- verification
 
 
-def verification_inputs(specs, sample_inputs=None, representative_data=None) -> list[np.ndarray]:
+def verification_inputs(specs: Sequence[InputSpec], sample_inputs: Any = None, representative_data: Any = None
+                        ) -> list[np.ndarray]:
     """The inputs a verification runs: the given samples, else representative data, else seeded random."""
     if sample_inputs is not None:
         return as_input_arrays(sample_inputs, specs)
@@ -102,7 +110,7 @@ def run_in_chunks(run: RunFn, inputs: list[np.ndarray], chunk: int) -> list[np.n
     return [np.concatenate([p[j] for p in pieces]) for j in range(len(pieces[0]))]
 
 
-def keras_outputs(model, inputs: list[np.ndarray], chunk: int = 64) -> list[np.ndarray]:
+def keras_outputs(model: keras.Model, inputs: list[np.ndarray], chunk: int = 64) -> list[np.ndarray]:
     """The model's outputs in inference mode, flattened to a list of arrays."""
     from keras import tree
 
@@ -159,7 +167,7 @@ def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray]) -> dict[
             "n_samples": int(reference[0].shape[0]) if reference[0].ndim else 1}
 
 
-def verify(model, run: RunFn, inputs: list[np.ndarray], *, what: str,
+def verify(model: keras.Model, run: RunFn, inputs: list[np.ndarray], *, what: str,
            tolerance: float | None = None, min_top1_agreement: float | None = None) -> dict[str, Any]:
     """Runs the exported file through ``run`` and Keras on ``inputs``; raises when it disagrees.
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tfmot_easiedge import _files, _optional
 from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras
 
 # Opset 17 is read by every maintained runtime (onnxruntime >= 1.13, TensorRT >= 8.6, OpenVINO) and has
 # LayerNormalization; tf2onnx 1.16-1.17 writes opsets 13..18.
@@ -30,7 +36,7 @@ def _check_opset(opset) -> int:
     return opset
 
 
-def write_onnx(model, path: str | os.PathLike, opset: int) -> None:
+def write_onnx(model: keras.Model, path: str | os.PathLike, opset: int) -> None:
     """Converts with ``model.export(format="onnx")``, which patches tf2onnx for NumPy 2 before using it."""
     _optional.import_optional("tf2onnx", "onnx", _PURPOSE)
     if not getattr(model, "_called", True):
@@ -44,7 +50,8 @@ def write_onnx(model, path: str | os.PathLike, opset: int) -> None:
         model.export(str(path), format="onnx", opset_version=opset, verbose=False)
 
 
-def session_runner(model_path: str | os.PathLike, specs=None, *, threads: int | None = None):
+def session_runner(model_path: str | os.PathLike, specs: Sequence[batches.InputSpec] | None = None, *,
+                   threads: int | None = None) -> tuple[_common.RunFn, Any, str]:
     """An onnxruntime CPU session for ``model_path`` as a ``RunFn``; returns (run, session, runtime name)."""
     ort = _optional.import_optional("onnxruntime", "onnx", "running an ONNX file")
     options = ort.SessionOptions()
@@ -64,8 +71,8 @@ def session_runner(model_path: str | os.PathLike, specs=None, *, threads: int | 
     return run, session, _optional.package_version(ort)
 
 
-def onnx(model, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False,
-         verify: bool = True, sample_inputs=None, tolerance: float | None = DEFAULT_TOLERANCE
+def onnx(model: keras.Model, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False,
+         verify: bool = True, sample_inputs: Any = None, tolerance: float | None = DEFAULT_TOLERANCE
          ) -> _common.ExportResult:
     """Exports ``model`` to an ``.onnx`` file with tf2onnx, verified with onnxruntime against Keras.
 

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tfmot_easiedge import _files
 from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras
+
 DEFAULT_TOLERANCE = 1e-4
 
 
-def write_saved_model(model, directory: str | os.PathLike) -> None:
+def write_saved_model(model: keras.Model, directory: str | os.PathLike) -> None:
     """Writes ``model.export(directory)`` (a Keras 3 ``ExportArchive`` with a ``serve`` endpoint) silently."""
     model.export(str(directory), format="tf_saved_model", verbose=False)
 
 
-def load_signature_runner(directory: str | os.PathLike, specs):
+def load_signature_runner(directory: str | os.PathLike, specs: Sequence[batches.InputSpec]
+                          ) -> tuple[_common.RunFn, str]:
     """A ``RunFn`` calling the ``serving_default`` signature of a SavedModel; returns (run, runtime name)."""
     import tensorflow as tf
 
@@ -45,8 +52,8 @@ def ordered_outputs(outputs: dict) -> list:
     return [outputs[k].numpy() if hasattr(outputs[k], "numpy") else outputs[k] for k in keys]
 
 
-def saved_model(model, path: str | os.PathLike, *, overwrite: bool = False, verify: bool = True,
-                sample_inputs=None, tolerance: float | None = DEFAULT_TOLERANCE) -> _common.ExportResult:
+def saved_model(model: keras.Model, path: str | os.PathLike, *, overwrite: bool = False, verify: bool = True,
+                sample_inputs: Any = None, tolerance: float | None = DEFAULT_TOLERANCE) -> _common.ExportResult:
     """Exports ``model`` as an inference-only TensorFlow SavedModel directory with Keras's ``model.export``.
 
     The directory holds a ``serving_default`` signature whose inputs are named after the Keras inputs and

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from tfmot_easiedge import _files, _optional
 from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 from tfmot_easiedge.export._cuda import CudaRuntime, TensorRTUnavailableError, cuda_device_count
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import keras
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _ALIASES = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "half": "fp16", "int8": "int8"}
@@ -225,7 +231,8 @@ def build_engine(onnx_path: str, *, precision: str, input_shapes: dict[str, tupl
     return bytes(serialized)
 
 
-def engine_runner(engine_path: str | os.PathLike, input_names: list[str], output_names: list[str]):
+def engine_runner(engine_path: str | os.PathLike, input_names: list[str], output_names: list[str]
+                  ) -> tuple[_common.RunFn, Callable[[], None]]:
     """A ``RunFn`` running a serialized engine on the GPU; returns (run, close)."""
     trt = _import_tensorrt()
     cuda = CudaRuntime()
@@ -327,9 +334,9 @@ def _export_via_tf_trt(model, tmp: Path, precision: str, calibration, specs) -> 
         converter.save(str(tmp))
 
 
-def tensorrt(model, path: str | os.PathLike, *, precision: str = "fp16", representative_data=None,
+def tensorrt(model: keras.Model, path: str | os.PathLike, *, precision: str = "fp16", representative_data: Any = None,
              backend: str = "auto", opset: int | None = None, max_batch_size: int = 32, opt_batch_size: int = 1,
-             workspace_bytes: int = 1 << 30, overwrite: bool = False, verify: bool = True, sample_inputs=None,
+             workspace_bytes: int = 1 << 30, overwrite: bool = False, verify: bool = True, sample_inputs: Any = None,
              tolerance: float | None = None, min_top1_agreement: float | None = None) -> _common.ExportResult:
     """Exports ``model`` to a TensorRT engine for the local GPU, verified against Keras on that GPU.
 

@@ -12,6 +12,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +20,11 @@ from tfmot_easiedge import _files, _optional
 from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.export import _common
 from tfmot_easiedge.export.saved_model import ordered_outputs, write_saved_model
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 _ALIASES = {None: "float32", "none": "float32", "float32": "float32", "fp32": "float32",
@@ -28,7 +34,7 @@ DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 5e-2}
 _VERIFY_CHUNK = 32
 
 
-def interpreter_class():
+def interpreter_class() -> tuple[Any, str]:
     """LiteRT's ``Interpreter`` when installed, else ``tf.lite.Interpreter``; returns (class, runtime name)."""
     try:
         import ai_edge_litert
@@ -47,7 +53,7 @@ def interpreter_class():
         return interpreter, f"tf.lite {tf.__version__}"
 
 
-def make_interpreter(model_path: str | os.PathLike, num_threads: int | None = None):
+def make_interpreter(model_path: str | os.PathLike, num_threads: int | None = None) -> Any:
     """An interpreter for ``model_path`` (XNNPACK, LiteRT's default CPU delegate, applies itself)."""
     cls, _ = interpreter_class()
     with warnings.catch_warnings():
@@ -71,7 +77,8 @@ def _dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * scale
 
 
-def signature_runner(model_path: str | os.PathLike, specs, num_threads: int | None = None):
+def signature_runner(model_path: str | os.PathLike, specs: Sequence[batches.InputSpec], num_threads: int | None = None
+                     ) -> _common.RunFn:
     """A ``RunFn`` for a .tflite file with a ``serving_default`` signature (float in, float out).
 
     Integer inputs/outputs of an ``int8_io`` model are (de)quantized with their scale and zero point so
@@ -115,7 +122,7 @@ def _representative_dataset(arrays: list[np.ndarray], specs):
     return gen
 
 
-def convert(model, *, quantization: str = "float32", calibration: list[np.ndarray] | None = None,
+def convert(model: keras.Model, *, quantization: str = "float32", calibration: list[np.ndarray] | None = None,
             int8_io: bool = False) -> bytes:
     """The TFLite flatbuffer of ``model`` (no file written, no verification).
 
@@ -148,9 +155,10 @@ def convert(model, *, quantization: str = "float32", calibration: list[np.ndarra
         return converter.convert()
 
 
-def tflite(model, path: str | os.PathLike, *, quantization: str | None = None, representative_data=None,
-           int8_io: bool = False, overwrite: bool = False, verify: bool = True, sample_inputs=None,
-           tolerance: float | None = None, min_top1_agreement: float | None = None) -> _common.ExportResult:
+def tflite(model: keras.Model, path: str | os.PathLike, *, quantization: str | None = None,
+           representative_data: Any = None, int8_io: bool = False, overwrite: bool = False, verify: bool = True,
+           sample_inputs: Any = None, tolerance: float | None = None, min_top1_agreement: float | None = None
+           ) -> _common.ExportResult:
     """Exports ``model`` to a ``.tflite`` file, verified with LiteRT against Keras.
 
     Quantization:

@@ -61,7 +61,9 @@ class ModelAnalysis:
         rules: the rule applied to each node (None for a stop).
     """
 
-    def __init__(self, graph, groups, stops, tensor_maps, rules, space_group, space_channel):
+    def __init__(self, graph: ModelGraph, groups: dict[str, ChannelGroup], stops: list[Stop],
+                 tensor_maps: list[ChannelMap | None], rules: list[ChannelRule | None], space_group: dict[int, str],
+                 space_channel: dict[int, np.ndarray]):
         self.graph: ModelGraph = graph
         self.groups: dict[str, ChannelGroup] = groups
         self.stops: list[Stop] = stops
@@ -80,7 +82,7 @@ class ModelAnalysis:
         items = sorted((gid, g.size) for gid, g in self.prunable_groups.items())
         return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:12]
 
-    def positions(self, tensor_id: int) -> tuple[list[str | None], np.ndarray] | None:
+    def positions(self, tensor_id: int) -> tuple[list[str], np.ndarray] | None:
         """For each channel position of a tensor: its group id and its channel index in that group."""
         m = self.tensor_maps[tensor_id]
         if m is None:

@@ -113,7 +113,7 @@ class ModelGraph:
                 return n
         raise KeyError(f"no layer named {name!r} in {self.model_name!r}")
 
-    def nodes_of(self, layer) -> list[GraphNode]:
+    def nodes_of(self, layer: keras.layers.Layer) -> list[GraphNode]:
         """Every node that calls ``layer`` (more than one for a shared layer)."""
         return [n for n in self.nodes if n.layer is layer]
 

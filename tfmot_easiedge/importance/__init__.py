@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # the lazy names above, for type checkers and IDEs (tests/tes
     CRITERIA: dict[str, Callable[..., Any]]  # importance._registry imports this module: declared, not imported
 
 
-def get(name: str):
+def get(name: str) -> Callable[..., Any]:
     """The scoring function of the criterion called ``name`` (a built-in or a registered one).
 
     Raises:

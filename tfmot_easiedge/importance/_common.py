@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -11,10 +11,13 @@ from tfmot_easiedge.data.batches import check_batch, input_rank, is_dataset, ite
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
 from tfmot_easiedge.importance._gating import GatedModel, detect_from_logits
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 ScoreTable = dict[str, np.ndarray]
 
 
-def prepare(model, analysis: ModelAnalysis | None) -> tuple[ModelAnalysis, GatedModel]:
+def prepare(model: keras.Model, analysis: ModelAnalysis | None) -> tuple[ModelAnalysis, GatedModel]:
     analysis = analysis if analysis is not None else analyze(model)
     if not analysis.prunable_groups:
         raise ValueError(f"model {model.name!r} has no prunable channel group: {_why(analysis)}")
@@ -26,7 +29,7 @@ def _why(analysis) -> str:
     return "; ".join(dict.fromkeys(reasons)) or "no filters"
 
 
-def num_batches(data, batch_size: int, max_examples: int | None) -> int | None:
+def num_batches(data: Any, batch_size: int, max_examples: int | None) -> int | None:
     """Number of batches for the progress bar (None when unknown); a clear error for missing data."""
     if data is None:
         raise ValueError("this importance criterion needs calibration data (arrays or a tf.data.Dataset)")
@@ -41,8 +44,9 @@ def resolve_from_logits(model: keras.Model, x: Any, from_logits: bool | None) ->
     return detect_from_logits(model, np.asarray(x)) if from_logits is None else bool(from_logits)
 
 
-def calibration_batches(model, data, *, batch_size: int, max_examples: int | None,
-                        from_logits: bool | None, progress: bool, label: str):
+def calibration_batches(model: keras.Model, data: Any, *, batch_size: int, max_examples: int | None,
+                        from_logits: bool | None, progress: bool, label: str
+                        ) -> Iterator[tuple[int, Any, Any, bool | tuple[bool, ...]]]:
     """Yields ``(index, x, y, from_logits)`` per calibration batch, checked and cast to the model's input dtype.
 
     One place for what every data-driven criterion does per batch: shape check, logits detection on the
@@ -62,7 +66,7 @@ def calibration_batches(model, data, *, batch_size: int, max_examples: int | Non
             bar.update(i + 1)
 
 
-def progress_bar(target: int | None, enabled: bool, label: str):
+def progress_bar(target: int | None, enabled: bool, label: str) -> keras.utils.Progbar | None:
     if not enabled:
         return None
     print(label)

@@ -13,11 +13,16 @@ prediction (segmentation), one distribution per position. :func:`output_specs` s
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from tfmot_easiedge.graph.analysis import ModelAnalysis
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.graph.model_graph import ModelGraph
 
 
 class GatedModel:
@@ -29,7 +34,7 @@ class GatedModel:
         width: number of gate columns (all prunable channels).
     """
 
-    def __init__(self, model, analysis: ModelAnalysis, group_ids=None):
+    def __init__(self, model: keras.Model, analysis: ModelAnalysis, group_ids: Iterable[str] | None = None):
         self.model = model
         self.analysis = analysis
         self.group_ids = list(group_ids if group_ids is not None else analysis.prunable_groups)
@@ -66,7 +71,7 @@ class GatedModel:
         """Splits a vector over gate columns into ``{group_id: per-channel values}``."""
         return {gid: np.asarray(row[self.columns(gid)]) for gid in self.group_ids}
 
-    def outputs(self, x, gates) -> list:
+    def outputs(self, x: Any, gates: Any) -> list:
         """Every model output, in order, in inference mode; ``gates`` is ``[batch, width]`` (or ``[width]``)."""
         import tensorflow as tf
 
@@ -85,7 +90,7 @@ class GatedModel:
 
         return self.analysis.graph.run([x], input_fn=input_fn, call_kwargs={"training": False})
 
-    def __call__(self, x, gates):
+    def __call__(self, x: Any, gates: Any) -> Any:
         """Runs the model in inference mode; ``gates`` is ``[batch, width]`` (or ``[width]``).
 
         Returns the first model output (see :meth:`outputs` for all of them).
@@ -123,7 +128,7 @@ class OutputSpec:
         return len(self.shape) > 1
 
 
-def output_specs(model, graph=None) -> tuple[OutputSpec, ...]:
+def output_specs(model: keras.Model, graph: ModelGraph | None = None) -> tuple[OutputSpec, ...]:
     """Checks that every output of ``model`` is a class distribution along its last axis; one spec per output.
 
     An output is accepted when it has a batch axis and a class axis (rank >= 2) and a known class count
@@ -181,7 +186,7 @@ def check_output_shape(name: str, shape: tuple) -> None:
                          "needs 2 units (softmax or logits)")
 
 
-def log_probs(out, from_logits):
+def log_probs(out: Any, from_logits: bool | Sequence[bool]) -> Any:
     """``log p`` from a model output (logits or probabilities along the last axis).
 
     ``from_logits`` is a bool, or one bool per model output (as :func:`detect_from_logits` returns for a
@@ -200,13 +205,13 @@ def log_probs(out, from_logits):
     return tf.math.log(tf.clip_by_value(out, 1e-12, 1.0))
 
 
-def is_probabilities(out) -> bool:
+def is_probabilities(out: np.ndarray) -> bool:
     """True when every row along the last axis is a probability vector (non-negative, summing to 1)."""
     out = np.asarray(out, dtype=np.float64)
     return bool((out >= -1e-6).all() and np.allclose(out.sum(-1), 1.0, atol=1e-3))
 
 
-def detect_from_logits(model, x) -> bool | tuple[bool, ...]:
+def detect_from_logits(model: keras.Model, x: Any) -> bool | tuple[bool, ...]:
     """True when an output's rows are not probability vectors (negative or not summing to 1), so logits.
 
     Returns a bool for a single-output model, one bool per output (in the order of
@@ -223,7 +228,8 @@ def detect_from_logits(model, x) -> bool | tuple[bool, ...]:
     return flags[0] if len(flags) == 1 else flags
 
 
-def resolve_flags(specs: Sequence[OutputSpec], detected, from_logits: FromLogits = None) -> tuple[bool, ...]:
+def resolve_flags(specs: Sequence[OutputSpec], detected: bool | tuple[bool, ...], from_logits: FromLogits = None
+                  ) -> tuple[bool, ...]:
     """One from-logits flag per output: ``from_logits`` when given (a bool for all outputs or one per output),
     else ``detected`` (from :func:`detect_from_logits`).
 

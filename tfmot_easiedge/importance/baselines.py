@@ -1,6 +1,8 @@
 """Baseline criteria behind the same interface as TBAA: filter norms, BN scale, first-order Taylor, random."""
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -53,7 +55,7 @@ def _norm(model, analysis, order: int) -> ScoreTable:
     return table
 
 
-def l1_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
+def l1_norm(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, **_: Any) -> ScoreTable:
     """Each filter's L1 norm (Li et al., 2017), averaged over the producers coupled into its channel.
 
     A residual group has one producer per block writing into the same channels; a sum would score such a
@@ -63,7 +65,7 @@ def l1_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
     return _norm(model, analysis, 1)
 
 
-def l2_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
+def l2_norm(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, **_: Any) -> ScoreTable:
     """Each filter's L2 norm, averaged over the producers coupled into its channel (see ``l1_norm``).
 
     ``data`` is unused.
@@ -71,7 +73,7 @@ def l2_norm(model, data=None, *, analysis=None, **_) -> ScoreTable:
     return _norm(model, analysis, 2)
 
 
-def bn_scale(model, data=None, *, analysis=None, **_) -> ScoreTable:
+def bn_scale(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, **_: Any) -> ScoreTable:
     """|gamma| of the BatchNormalization layers on the group's channels (Liu et al., 2017, network slimming).
 
     Groups without a BatchNormalization layer are left out of the table; ``select`` keeps them whole.
@@ -83,21 +85,24 @@ def bn_scale(model, data=None, *, analysis=None, **_) -> ScoreTable:
         if not isinstance(node.layer, keras.layers.BatchNormalization) or not node.layer.scale:
             continue
         gamma = np.abs(np.asarray(node.layer.gamma.numpy()))
-        gids, _ = analysis.positions(node.inputs[0])
-        has_bn.update(g for g in gids if g in table)
+        positions = analysis.positions(node.inputs[0])
+        assert positions is not None  # a BatchNormalization input has channels
+        has_bn.update(g for g in positions[0] if g in table)
         _accumulate(analysis, node.inputs[0], gamma, table)
     return {gid: s for gid, s in table.items() if gid in has_bn}
 
 
-def random(model, data=None, *, analysis=None, seed: int = 0, **_) -> ScoreTable:
+def random(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, seed: int = 0,
+           **_: Any) -> ScoreTable:
     """Uniform random scores (a floor every criterion must beat)."""
     analysis = _analysis(model, analysis)
     rng = np.random.default_rng(seed)
     return {gid: rng.random(g.size) for gid, g in analysis.prunable_groups.items()}
 
 
-def taylor_fo(model, data=None, *, analysis=None, from_logits: bool | None = None, batch_size: int = 64,
-              max_examples: int | None = None, progress: bool = True, **_) -> ScoreTable:
+def taylor_fo(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None,
+              from_logits: bool | None = None, batch_size: int = 64, max_examples: int | None = None,
+              progress: bool = True, **_: Any) -> ScoreTable:
     """First-order Taylor (Molchanov et al., 2017): ``mean_n |∂L(x_n, y_n)/∂g_k|``, L the cross-entropy.
 
     ``∂L/∂g_k = Σ_spatial a·∂L/∂a`` is the first-order change of the loss when the channel is removed.
@@ -122,9 +127,9 @@ def taylor_fo(model, data=None, *, analysis=None, from_logits: bool | None = Non
     step_fn = tf.function(_step, reduce_retracing=True)
     total = np.zeros(width)
     seen = 0
-    for _, x, y, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
-                                                    from_logits=from_logits, progress=progress,
-                                                    label="first-order Taylor scoring"):
+    for _batch, x, y, logits_flag in calibration_batches(model, data, batch_size=batch_size, max_examples=max_examples,
+                                                         from_logits=from_logits, progress=progress,
+                                                         label="first-order Taylor scoring"):
         total += step_fn(x, y, logits_flag).numpy()
         seen += int(x.shape[0])
     return gm.split(total / seen)

@@ -325,7 +325,11 @@ def criterion_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def as_criterion(spec: str | Criterion | Callable[..., ScoreTable]) -> Criterion:
+#: What ``as_criterion`` turns into a :class:`Criterion` (and so what every ``importance=`` argument accepts).
+CriterionSpec = str | Criterion | Callable[..., ScoreTable]
+
+
+def as_criterion(spec: CriterionSpec) -> Criterion:
     """A :class:`Criterion` from a registered name, a Criterion, or a function
     ``f(model, data, *, analysis) -> {group id: scores}`` (wrapped, needing data).
 

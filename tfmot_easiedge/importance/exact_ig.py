@@ -11,14 +11,21 @@ classes]`` the KL is taken per position and averaged over positions (nats per po
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, num_batches, prepare, progress_bar
 from tfmot_easiedge.importance._gating import FromLogits, log_probs, resolve_flags
 
+if TYPE_CHECKING:
+    import keras
 
-def exact_ig(model, data=None, *, analysis=None, from_logits: FromLogits = None, batch_size: int = 64,
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
+
+
+def exact_ig(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None,
+             from_logits: FromLogits = None, batch_size: int = 64,
              chunk: int = 8, max_examples: int | None = None, progress: bool = True) -> ScoreTable:
     """Exact IG of every channel of every prunable group (slow: one forward pass per channel).
 

@@ -9,6 +9,8 @@ layer's weights is arbitrary there, so only their relative sizes inside a group 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -47,7 +49,8 @@ def _slices(weight: np.ndarray, n_in: int | None, n_out: int | None, transpose: 
     return found
 
 
-def group_l2(model, data=None, *, analysis: ModelAnalysis | None = None, **_) -> dict[str, np.ndarray]:
+def group_l2(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, **_: Any
+             ) -> dict[str, np.ndarray]:
     """Per-channel group magnitude of every prunable group, normalised to mean 1 inside each group.
 
     Args:
@@ -89,7 +92,7 @@ def group_l2(model, data=None, *, analysis: ModelAnalysis | None = None, **_) ->
                 assert positions is not None  # _slices yields only the sides with channels
                 gids, chans = positions
                 for pos, (gid, ch) in enumerate(zip(gids, chans.tolist())):
-                    if gid is not None and gid in total:
+                    if gid in total:
                         per_layer.setdefault(gid, {})[ch] = per_layer.setdefault(gid, {}).get(ch, 0.0) + norms[pos]
         for gid, by_channel in per_layer.items():
             idx = np.fromiter(by_channel, dtype=np.int64)

@@ -40,10 +40,17 @@ dense scores are deterministic for a seed whatever the variant.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, prepare
 from tfmot_easiedge.importance._gating import FromLogits, log_probs, resolve_flags
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
 
 VARIANTS = ("expected", "top3", "sampled", "argmax")
 #: Classes summed by the ``"top3"`` variant.
@@ -56,7 +63,8 @@ TOP_K = 3
 DEFAULT_VARIANT = "top3"
 
 
-def tbaa(model, data=None, *, analysis=None, variant: str = "auto", from_logits: FromLogits = None,
+def tbaa(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | None = None, variant: str = "auto",
+         from_logits: FromLogits = None,
          batch_size: int = 64, max_examples: int | None = None, seed: int = 0,
          progress: bool = True) -> ScoreTable:
     """Scores every channel of every prunable group by TBAA (second-order Taylor information gain).
@@ -114,7 +122,7 @@ class TBAAScorer:
         True
     """
 
-    def __init__(self, model, *, analysis=None, variant: str = "auto"):
+    def __init__(self, model: keras.Model, *, analysis: ModelAnalysis | None = None, variant: str = "auto"):
         import tensorflow as tf
 
         self.model = model
@@ -236,7 +244,7 @@ class TBAAScorer:
         targets = [(tf.reduce_sum(signs * (v if w is None else w * v)), None) for v, w in zip(picked, weights)]
         return targets, tf.cast(positions, tf.float32)
 
-    def __call__(self, data, *, from_logits: FromLogits = None, batch_size: int = 64,
+    def __call__(self, data: Any, *, from_logits: FromLogits = None, batch_size: int = 64,
                  max_examples: int | None = None, seed: int = 0, progress: bool = True) -> ScoreTable:
         """Scores ``data`` (arguments as in :func:`tbaa`)."""
         import tensorflow as tf
@@ -255,7 +263,7 @@ class TBAAScorer:
             seen += int(x.shape[0])
         return self.gated.split(0.5 * total / seen)
 
-    def fisher(self, data, *, from_logits: FromLogits = None, batch_size: int = 64,
+    def fisher(self, data: Any, *, from_logits: FromLogits = None, batch_size: int = 64,
                max_examples: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
         """The Fisher information of each group's channel gates, ``{group_id: [size, size] matrix}``.
 

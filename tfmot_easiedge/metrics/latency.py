@@ -12,11 +12,14 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from tfmot_easiedge.data import batches
+
+if TYPE_CHECKING:
+    import keras
 
 RUNTIMES = ("keras", "tflite", "onnxruntime")
 _ALIASES = {"keras": "keras", "tflite": "tflite", "litert": "tflite", "onnxruntime": "onnxruntime",
@@ -173,8 +176,9 @@ def _check_positive(**values) -> None:
             raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
 
 
-def measure_latency(model_or_file, *, runtime: str | None = None, threads: int = 1, batch_size: int = 1,
-                    warmup: int = 10, runs: int = 50, input_data=None, progress: bool = True) -> LatencyResult:
+def measure_latency(model_or_file: keras.Model | str | os.PathLike, *, runtime: str | None = None, threads: int = 1,
+                    batch_size: int = 1, warmup: int = 10, runs: int = 50, input_data: Any = None,
+                    progress: bool = True) -> LatencyResult:
     """Times inference of a Keras model or an exported file on this machine's CPU.
 
     Runtimes:

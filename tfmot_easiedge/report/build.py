@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tfmot_easiedge._version import __version__
 from tfmot_easiedge.graph.analysis import ModelAnalysis
@@ -13,6 +13,11 @@ from tfmot_easiedge.metrics.latency import LatencyResult
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.report.schema import REPORT_FORMAT, REPORT_VERSION
 from tfmot_easiedge.selection.budgets import as_budget
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.selection.budgets import BudgetSpec
 
 _LATENCY_FIELDS = ("runtime", "threads", "batch_size", "median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "runs")
 
@@ -134,7 +139,8 @@ def _summary(original, slim_model, analysis, plan, slim_graph) -> dict:
             "prunable_share": analysis.prunable_share()}
 
 
-def build_report(original, slim_model, plan: PruningPlan, analysis: ModelAnalysis, *, budget, importance: str,
+def build_report(original: keras.Model, slim_model: keras.Model, plan: PruningPlan, analysis: ModelAnalysis, *,
+                 budget: BudgetSpec, importance: str,
                  stages: Sequence[Mapping], latency: Mapping[str, Any] | None = None,
                  timings: Mapping[str, float] | None = None, history: Mapping[str, Mapping] | None = None,
                  data: Mapping | None = None, config: Mapping | None = None) -> dict:

@@ -4,12 +4,15 @@ Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot, no 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from tfmot_easiedge._optional import import_optional
 
+if TYPE_CHECKING:
+    import matplotlib.figure
 
-def plot_report(report: Mapping):
+
+def plot_report(report: Mapping) -> matplotlib.figure.Figure:
     """Returns a matplotlib ``Figure``: kept/removed filters per layer (top), accuracy and MACs per stage (bottom).
 
     Raises:

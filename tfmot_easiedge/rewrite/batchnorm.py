@@ -1,6 +1,8 @@
 """Re-estimating BatchNormalization statistics after the weights moved (pruning, ADMM, a short fine-tune)."""
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -14,7 +16,7 @@ def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization
     return [l for l in layers if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
 
 
-def recalibrate_batchnorm(model: keras.Model, data, *, max_examples: int = 2048, batch_size: int = 128) -> int:
+def recalibrate_batchnorm(model: keras.Model, data: Any, *, max_examples: int = 2048, batch_size: int = 128) -> int:
     """Re-estimates the moving mean and variance of every BatchNormalization layer of ``model`` on ``data``.
 
     A short fine-tune after pruning (or ADMM's pull of the removed weights to zero) changes what each

@@ -217,7 +217,11 @@ def budget_kinds() -> tuple[str, ...]:
     return tuple(_KINDS)
 
 
-def as_budget(spec) -> Budget:
+#: What ``as_budget`` turns into a :class:`Budget` (and so what every ``budget=`` argument accepts).
+BudgetSpec = Budget | str | float | Mapping[str, Any]
+
+
+def as_budget(spec: BudgetSpec) -> Budget:
     """A budget from any accepted form: a Budget, ``"kind:RATIO"`` or ``"kind:Nx"`` (N times smaller), a bare
     ratio (number or string: a filter budget), or a ``describe()`` dict.
 

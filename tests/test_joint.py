@@ -9,7 +9,6 @@ from keras import layers
 from tfmot_easiedge.graph import analyze
 from tfmot_easiedge.importance.damage import DamageCurve, curve_from_fisher, curves_from_scores, damage_curves
 from tfmot_easiedge.importance.tbaa import TBAAScorer
-from tfmot_easiedge.selection.cost import MacsCost
 from tfmot_easiedge.selection.joint import allocate_counts, allocate_separable, select_joint
 
 
@@ -215,3 +214,17 @@ def test_pipelines_prune_with_damage_curves(pipeline):
     assert result.plan.metadata.get("mode") == "joint" or result.plan.metadata.get("importance") == "tbaa_curves"
     with pytest.raises(ValueError, match="iterative"):
         te.OneShot("macs:0.5", importance="tbaa_curves", iterations=2)
+
+
+def test_select_refuses_unknown_protect_names():
+    import tfmot_easiedge as te
+
+    analysis = analyze(_chain_model())
+    scores = {g: np.ones(grp.size) for g, grp in analysis.prunable_groups.items()}
+    with pytest.raises(ValueError, match="'c9' is not a layer or group"):
+        te.select(analysis, scores, "macs:0.5", protect=["c9"])
+    curves = {g: DamageCurve(np.arange(grp.size), np.linspace(0, 1, grp.size + 1))
+              for g, grp in analysis.prunable_groups.items()}
+    with pytest.raises(ValueError, match="'c9' is not a layer or group"):
+        select_joint(analysis, curves, "macs:0.5", protect=["c9"])
+    assert "c2" not in select_joint(analysis, curves, "macs:0.2", protect=["c2"]).kept

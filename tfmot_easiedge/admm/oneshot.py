@@ -10,7 +10,7 @@ network; channels removed in a round stay removed.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import keras
 import numpy as np
@@ -18,14 +18,25 @@ import numpy as np
 from tfmot_easiedge.admm._state import PruningState
 from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss
 from tfmot_easiedge.admm.finetune import MaskedFineTune
-from tfmot_easiedge.admm.pipeline import (EasiEdgeResult, _baseline_stage, _check_run, _fit_args, _pruned_stage,
-                                          _slim_stage, _stage)
+from tfmot_easiedge.admm.pipeline import (
+    EasiEdgeResult,
+    _baseline_stage,
+    _check_run,
+    _fit_args,
+    _pruned_stage,
+    _slim_stage,
+    _stage,
+)
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.metrics.counting import count_macs, count_params
 from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
 from tfmot_easiedge.selection.allocate import select
 from tfmot_easiedge.selection.budgets import GeometricStep, as_budget
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.importance.criterion import CriterionSpec
+    from tfmot_easiedge.selection.budgets import BudgetSpec
 
 
 class OneShot:
@@ -58,7 +69,8 @@ class OneShot:
         True
     """
 
-    def __init__(self, budget, *, importance="tbaa", iterations: int = 1, mode: str = "global",
+    def __init__(self, budget: BudgetSpec, *, importance: CriterionSpec = "tbaa", iterations: int = 1,
+                 mode: str = "global",
                  calibration_size: int = 512, protect: Iterable[str] = (), min_channels: int = 1,
                  min_fraction: float = DEFAULT_MIN_FRACTION, round_to: int | None = None, recalibrate_bn: int = 2048,
                  seed: int | None = 0, verbose: int = 1):
@@ -78,8 +90,9 @@ class OneShot:
         self.recalibrate_bn = int(recalibrate_bn)
         self.seed, self.verbose = seed, verbose
 
-    def run(self, model: keras.Model, train_data, validation_data=None, *, calibration_data=None,
-            finetune_epochs: int = 5, epochs_between: int = 1, callbacks=(), batch_size: int | None = None,
+    def run(self, model: keras.Model, train_data: Any, validation_data: Any = None, *, calibration_data: Any = None,
+            finetune_epochs: int = 5, epochs_between: int = 1, callbacks: Iterable[keras.callbacks.Callback] = (),
+            batch_size: int | None = None,
             steps_per_epoch: int | None = None) -> EasiEdgeResult:
         """Prunes ``model`` (compiled: its optimizer, loss and metrics are reused); ``model`` is not modified.
 
@@ -166,6 +179,7 @@ class OneShot:
                                  note=f"after {epochs} masked fine-tune epochs"))
         small, final, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, fit_args, batch_size,
                                                        self.recalibrate_bn, stages)
+        assert plan is not None  # iterations >= 1: the loop ran
         final.metadata.update({**plan.metadata, "importance": criterion.name, "iterations": self.iterations})
         timings.update(slim_timings, total=time.perf_counter() - t_start)
         return EasiEdgeResult(small, final, stages, history, timings, wrapped, diff, {})

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import keras
 import numpy as np
@@ -20,6 +21,11 @@ from tfmot_easiedge.metrics.counting import count_macs, count_params
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
 from tfmot_easiedge.selection.budgets import as_budget
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.admm.saving import SavedResult
+    from tfmot_easiedge.importance.criterion import CriterionSpec
+    from tfmot_easiedge.selection.budgets import BudgetSpec
 
 
 @dataclasses.dataclass
@@ -62,7 +68,8 @@ class EasiEdgeResult:
                 return s
         raise KeyError(name)
 
-    def save(self, directory, *, baseline: keras.Model, overwrite: bool = False, **report_options: Any):
+    def save(self, directory: str | os.PathLike, *, baseline: keras.Model, overwrite: bool = False,
+             **report_options: Any) -> SavedResult:
         """Writes ``model.keras`` (the slim model), ``plan.json`` and the report (``report.json``,
         ``report.md``, ``report.png`` when matplotlib is installed) to ``directory``, atomically.
 
@@ -137,9 +144,9 @@ class EasiEdge:
         (28, True)
     """
 
-    def __init__(self, budget, *, importance="tbaa", rho: float = DEFAULT_RHO,
+    def __init__(self, budget: BudgetSpec, *, importance: CriterionSpec = "tbaa", rho: float = DEFAULT_RHO,
                  rho_growth: float | None = None, rho_max: float = DEFAULT_RHO_MAX,
-                 update_every="auto", calibration_size: int = 512, protect: Iterable[str] = (),
+                 update_every: int | str = "auto", calibration_size: int = 512, protect: Iterable[str] = (),
                  min_channels: int = 1, min_fraction: float = DEFAULT_MIN_FRACTION, round_to: int | None = None,
                  seed: int | None = 0, verbose: int = 1,
                  zsteps_per_epoch: int = 2, min_update_interval: int = 50, recalibrate_bn: int = 2048):
@@ -168,13 +175,14 @@ class EasiEdge:
             if update_every == "epoch":
                 n = admm_epochs
             else:
-                n = (steps_per_epoch * admm_epochs) // update_every if steps_per_epoch else admm_epochs
+                n = (steps_per_epoch * admm_epochs) // int(update_every) if steps_per_epoch else admm_epochs
             # reach rho_max two thirds of the way, then hold it while the removed weights go to zero
             growth = (self.rho_max / self.rho) ** (1.0 / max(1, (2 * n) // 3)) if self.rho_max > self.rho else 1.0
         return update_every, float(growth)
 
-    def run(self, model: keras.Model, train_data, *, calibration_data=None, admm_epochs: int = 10,
-            finetune_epochs: int = 5, validation_data=None, callbacks=(), batch_size: int | None = None,
+    def run(self, model: keras.Model, train_data: Any, *, calibration_data: Any = None, admm_epochs: int = 10,
+            finetune_epochs: int = 5, validation_data: Any = None, callbacks: Iterable[keras.callbacks.Callback] = (),
+            batch_size: int | None = None,
             steps_per_epoch: int | None = None) -> EasiEdgeResult:
         """Prunes ``model`` (compiled: its optimizer, loss and metrics are reused) and returns the result.
 
@@ -379,7 +387,7 @@ def _stage(name: str, model, data, macs: int, params: int, *, note: str, batchno
     return row
 
 
-def top1_accuracy(model, data, batch_size: int = 256, *, what: str = "evaluation data") -> float:
+def top1_accuracy(model: keras.Model, data: Any, batch_size: int = 256, *, what: str = "evaluation data") -> float:
     """Top-1 accuracy of ``model`` on labelled ``data`` (``(x, y)`` arrays or a dataset of ``(x, y)``);
     labels may be class indices or one-hot rows. Inputs holding NaN or inf raise a ``ValueError`` naming
     ``what`` and the first such example."""

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tfmot_easiedge._files import write_json_atomic
 from tfmot_easiedge.cli._common import UserError, model_options, runtimes, say
@@ -21,8 +22,8 @@ def set_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def latency(model, runtime: str, args: argparse.Namespace, workdir: Path, label: str, *, batch_size: int = 1,
-            warmup: int = 10):
+def latency(model: Any, runtime: str, args: argparse.Namespace, workdir: Path, label: str, *, batch_size: int = 1,
+            warmup: int = 10) -> Any:
     """Latency of ``model`` on ``runtime``: Keras directly, TFLite/ONNX Runtime through a verified export."""
     from tfmot_easiedge import export
     from tfmot_easiedge.metrics.latency import measure_latency
@@ -75,7 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Adds ``bench`` to the subcommands ``sub``."""
     p = sub.add_parser("bench", help="time inference of a model or a .tflite/.onnx file on this CPU")
     p.add_argument("model", help="a .keras/.h5 file, keras:NAME, or a .tflite/.onnx file")

@@ -26,7 +26,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Adds ``demo`` to the subcommands ``sub``."""
     from tfmot_easiedge.demo import DATASETS
 

@@ -108,7 +108,7 @@ def _print_prune_summary(args: argparse.Namespace, rep: dict) -> None:
     say(args, f"wrote {args.out}: {', '.join(PRUNE_FILES)}")
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Adds ``prune`` to the subcommands ``sub``."""
     from tfmot_easiedge.importance import CRITERION_NAMES
 

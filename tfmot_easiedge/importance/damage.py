@@ -26,8 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
+    from tfmot_easiedge.importance._gating import FromLogits
+    from tfmot_easiedge.importance.tbaa import TBAAScorer
 
 __all__ = ["DamageCurve", "MEASURED_WIDTHS", "curve_from_fisher", "curves_from_scores", "damage_curves",
            "measure_curves"]
@@ -116,9 +124,10 @@ def curves_from_scores(scores: Mapping[str, np.ndarray]) -> dict[str, DamageCurv
     return out
 
 
-def damage_curves(model, data, *, analysis=None, variant: str = "auto", from_logits=None, batch_size: int = 64,
-                  max_examples: int | None = None, seed: int = 0, progress: bool = True,
-                  scorer=None, measure: int = 0) -> dict[str, DamageCurve]:
+def damage_curves(model: keras.Model, data: Any, *, analysis: ModelAnalysis | None = None, variant: str = "auto",
+                  from_logits: FromLogits = None, batch_size: int = 64, max_examples: int | None = None,
+                  seed: int = 0, progress: bool = True, scorer: TBAAScorer | None = None,
+                  measure: int = 0) -> dict[str, DamageCurve]:
     """Damage curves of every prunable group from one TBAA Fisher pass over ``data``.
 
     Args:
@@ -153,8 +162,9 @@ def damage_curves(model, data, *, analysis=None, variant: str = "auto", from_log
     return curves
 
 
-def measure_curves(scorer, data, curves: Mapping[str, DamageCurve], *, widths: int = MEASURED_WIDTHS,
-                   from_logits=None, batch_size: int = 64, max_examples: int | None = None) -> dict[str, DamageCurve]:
+def measure_curves(scorer: TBAAScorer, data: Any, curves: Mapping[str, DamageCurve], *,
+                   widths: int = MEASURED_WIDTHS, from_logits: FromLogits = None, batch_size: int = 64,
+                   max_examples: int | None = None) -> dict[str, DamageCurve]:
     """The curves' removal orders with their damage measured: the exact ``E_x KL(p ‖ p_cut)`` (nats, summed
     over outputs) when each group's first ``j/widths`` removals are cut, ``j = 1..widths``, interpolated
     linearly in between (and kept non-decreasing).
@@ -193,7 +203,8 @@ def measure_curves(scorer, data, curves: Mapping[str, DamageCurve], *, widths: i
     if widths < 1:
         raise ValueError(f"widths must be >= 1, got {widths}")
     gm, specs = scorer.gated, scorer.specs
-    masks, points = [], []
+    masks: list[np.ndarray] = []
+    points: list[tuple[str, int]] = []
     for gid, curve in curves.items():
         cols = gm.columns(gid)
         for j in range(1, widths + 1):

@@ -13,15 +13,16 @@ the floor (``min_channels``, ``min_fraction``), protection, rounding and the pla
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from tfmot_easiedge.graph.analysis import ModelAnalysis
 from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.selection.budgets import Budget, as_budget
+from tfmot_easiedge.selection.budgets import Budget, BudgetSpec, as_budget
 from tfmot_easiedge.selection.budgets import channel_floor as _floor
 from tfmot_easiedge.selection.cost import CostModel
+from tfmot_easiedge.selection.protect import check_protect
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class Allocation:
 Allocator = Callable[[Allocation], dict]
 
 
-def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *, min_channels: int = 1,
+def select(analysis: ModelAnalysis, scores: Mapping[str, Any], budget: BudgetSpec, *, min_channels: int = 1,
            round_to: int | None = None, protect: Iterable[str] = (), mode: str = "global",
            min_fraction: float = 0.0) -> PruningPlan:
     """Chooses the channels to keep under ``budget``.
@@ -78,7 +79,7 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
             filters: TBAA kept 1 of 128 channels in three layers and the fine-tune stayed at chance).
         round_to: round each group's kept count up to a multiple of this (hardware-friendly widths);
             this keeps a few more channels than the budget asks.
-        protect: group ids or layer names whose groups are never pruned.
+        protect: group ids or layer names whose groups are never pruned (an unknown name is an error).
         mode: a name in :data:`ALLOCATORS`: ``"global"`` (all channels compete) or ``"uniform"`` (every
             group loses the same share, ranked within the group: the layer-wise baseline); ``"joint"`` for
             damage curves (the default for them).
@@ -96,6 +97,7 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, np.ndarray], budget, *,
         >>> select(a, {"c1": np.array([0.1, 0.9, 0.5, 0.2])}, "filters:0.5").kept
         {'c1': [1, 2]}
     """
+    protect = check_protect(analysis, protect)  # a misspelt name would silently protect nothing
     if scores and all(_is_curve(v) for v in scores.values()):
         if mode not in ("global", "joint"):
             raise ValueError(f"damage curves are allocated jointly (mode='joint'), not with mode={mode!r}")

@@ -28,13 +28,19 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfmot_easiedge.plan import PruningPlan
-from tfmot_easiedge.selection.budgets import as_budget
+from tfmot_easiedge.selection.budgets import BudgetSpec, as_budget
 from tfmot_easiedge.selection.budgets import channel_floor as _floor
 from tfmot_easiedge.selection.cost import BilinearCost, CostModel
+from tfmot_easiedge.selection.protect import check_protect
+
+if TYPE_CHECKING:
+    from tfmot_easiedge.graph.analysis import ModelAnalysis
+    from tfmot_easiedge.importance.damage import DamageCurve
 
 __all__ = ["allocate_counts", "allocate_separable", "select_joint"]
 
@@ -260,7 +266,8 @@ def _separable(model: CostModel, chosen: Mapping, target: float, floors) -> dict
     return allocate_separable(chosen, {g: int(w) for g, w in weights.items()}, units, floors)
 
 
-def select_joint(analysis, curves: Mapping, budget, *, min_channels: int = 1, min_fraction: float = 0.0,
+def select_joint(analysis: ModelAnalysis, curves: Mapping[str, DamageCurve], budget: BudgetSpec, *,
+                 min_channels: int = 1, min_fraction: float = 0.0,
                  protect: Iterable[str] = (), round_to: int | None = None) -> PruningPlan:
     """A :class:`PruningPlan` from damage curves: :func:`allocate_counts` under the budget's cost model.
 
@@ -278,7 +285,7 @@ def select_joint(analysis, curves: Mapping, budget, *, min_channels: int = 1, mi
     unknown = sorted(set(curves) - set(analysis.groups))
     if unknown:
         raise ValueError(f"damage curves name groups that are not in the model: {unknown[:5]}")
-    protect = set(protect)
+    protect = set(check_protect(analysis, protect))
     chosen = {}
     for gid, g in analysis.prunable_groups.items():
         if gid not in curves or gid in protect or protect.intersection(g.members):

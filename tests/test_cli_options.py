@@ -186,3 +186,24 @@ def test_non_finite_model_and_data_are_refused(files, tmp_path, capsys):
     code, _, err = _run(capsys, *args)
     _one_line(code, err, "example 33 contains inf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inf.npz", "nan.keras"]
+
+
+def test_bench_of_a_tflite_file_needs_neither_tensorflow_nor_keras(tmp_path):
+    # The on-device case: only LiteRT is installed. TensorFlow and Keras are made unimportable in the child.
+    pytest.importorskip("ai_edge_litert")
+    x = inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, activation="relu")(x)
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling2D()(x)))
+    path = tmp_path / "m.tflite"
+    te.export.tflite(model, path, sample_inputs=np.random.rand(4, 8, 8, 3).astype("float32"))
+    code = ("import sys\n"
+            "for name in ('tensorflow', 'keras', 'tf_keras'):\n"
+            "    sys.modules[name] = None  # import raises ImportError\n"
+            "from tfmot_easiedge.cli import main\n"
+            f"code = main(['bench', {str(path)!r}, '--runs', '3', '--warmup', '1', '--quiet'])\n"
+            "print('loaded:', sorted(m for m in ('tensorflow', 'keras') if sys.modules.get(m) is not None))\n"
+            "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tflite" in done.stdout and "loaded: []" in done.stdout, done.stdout

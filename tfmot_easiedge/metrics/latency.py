@@ -63,10 +63,29 @@ class LatencyResult:
                 f"mean {self.mean_ms:.3f} ± {self.std_ms:.3f} ms over {self.runs} runs")
 
 
-def _resolve(model_or_file, runtime: str | None):
-    """Returns (thing to run, runtime name)."""
+def _is_keras_model(value: Any) -> bool:
+    """Whether ``value`` is a ``keras.Model``, without importing Keras for a file path (the on-device case:
+    only LiteRT or ONNX Runtime installed)."""
+    if isinstance(value, (str, os.PathLike)):
+        return False
     import keras
 
+    return isinstance(value, keras.Model)
+
+
+def _progress_bar(runs: int, progress: bool) -> Any:
+    """Keras's progress bar when asked for and Keras is there; None otherwise (no TensorFlow on the device)."""
+    if not progress:
+        return None
+    try:
+        import keras
+    except ImportError:
+        return None
+    return keras.utils.Progbar(runs, unit_name="run")
+
+
+def _resolve(model_or_file, runtime: str | None):
+    """Returns (thing to run, runtime name)."""
     from tfmot_easiedge.export import ExportResult
 
     if isinstance(model_or_file, ExportResult):
@@ -75,7 +94,7 @@ def _resolve(model_or_file, runtime: str | None):
         if not isinstance(runtime, str) or runtime.lower() not in _ALIASES:
             raise ValueError(f"runtime must be one of {', '.join(repr(r) for r in RUNTIMES)} or None; got {runtime!r}")
         runtime = _ALIASES[runtime.lower()]
-    is_model = isinstance(model_or_file, keras.Model)
+    is_model = _is_keras_model(model_or_file)
     if not is_model and not isinstance(model_or_file, (str, os.PathLike)):
         raise TypeError(f"got {type(model_or_file).__name__}; expected a keras.Model or a path to a .tflite/.onnx file")
     if is_model:
@@ -212,8 +231,6 @@ def measure_latency(model_or_file: keras.Model | str | os.PathLike, *, runtime: 
         >>> measure_latency("model.tflite", threads=2, progress=False).median_ms  # doctest: +SKIP
         0.42
     """
-    import keras
-
     _check_positive(threads=(threads, 1), batch_size=(batch_size, 1), warmup=(warmup, 0), runs=(runs, 1))
     target, runtime = _resolve(model_or_file, runtime)
     if runtime == "keras":
@@ -224,7 +241,7 @@ def measure_latency(model_or_file: keras.Model | str | os.PathLike, *, runtime: 
         step = _onnx_step(target, threads, batch_size, input_data)
     for _ in range(warmup):
         step()
-    bar = keras.utils.Progbar(runs, unit_name="run") if progress else None
+    bar = _progress_bar(runs, progress)
     times = np.empty(runs)
     gc_was_enabled = gc.isenabled()
     gc.disable()

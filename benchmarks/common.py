@@ -173,9 +173,12 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Writes ``obj`` as indented JSON to ``path`` through a temporary file and a rename; returns the path.
+    """Writes ``obj`` as indented JSON to ``path`` atomically (the library's one writer,
+    ``tfmot_easiedge._files``), replacing an earlier result; returns the path.
 
-    Readers never see a half-written file. Parent directories are created.
+    Readers never see a half-written file. Parent directories are created. Unlike the library's strict
+    writer, a NaN (e.g. a correlation over a constant column) is written as JSON's ``NaN`` rather than
+    refused: a benchmark must not lose an hour of results at its last line.
 
     Example:
         >>> import tempfile, pathlib
@@ -183,36 +186,34 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         >>> json.loads(p.read_text())
         {'accuracy': 0.9}
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from tfmot_easiedge._files import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n", overwrite=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` to ``path`` atomically, replacing an earlier version (``tfmot_easiedge._files``)."""
+    from tfmot_easiedge._files import write_text_atomic as write
+
+    return write(path, text, overwrite=True)
 
 
 def save_model_atomic(model, path: str | os.PathLike) -> Path:
-    """Saves a Keras model to ``path`` (``.keras``) through a temporary file and a rename; returns the path."""
+    """Saves a Keras model to ``path`` (``.keras``) atomically, replacing an earlier file; returns the path.
+
+    Keras wants the ``.keras`` suffix on the file it writes, so the model is saved inside a temporary directory
+    and that file is moved onto ``path`` by the library's atomic writer.
+    """
+    from tfmot_easiedge._files import atomic_output
+
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"model path must end in .keras, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as scratch:
+        staged = Path(scratch) / path.name
+        model.save(staged)
+        with atomic_output(path, overwrite=True) as tmp:
+            os.replace(staged, tmp)
     return path
 
 

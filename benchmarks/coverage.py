@@ -268,16 +268,9 @@ def machine_info() -> dict:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from tfmot_easiedge._files import write_text_atomic  # the library's one atomic writer
+
+    write_text_atomic(path, text, overwrite=True)
 
 
 def _fmt(v, spec="") -> str:

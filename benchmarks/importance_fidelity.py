@@ -123,12 +123,7 @@ def main(argv=None) -> dict:
     r = run(args.model, args.calibration, args.test)
     common.write_json_atomic(args.out + ".json", r)
     md = to_markdown(r)
-    tmp = args.out + ".md.tmp"
-    with open(tmp, "w") as f:
-        f.write(md)
-    import os
-
-    os.replace(tmp, args.out + ".md")
+    common.write_text_atomic(args.out + ".md", md)
     print(md)
     return r
 

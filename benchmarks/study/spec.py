@@ -90,6 +90,8 @@ ARMS = (
     Arm("uniform_l1", "uniform L1 (Li et al.) + FT", "oneshot", "l1", mode="uniform"),
     Arm("group_l2", "global group magnitude (DepGraph style) + FT", "oneshot", "group_l2"),
     Arm("random", "random + FT", "oneshot", "random"),
+    # The candidate from benchmarks/results/allocation_vgg16_bn_w0.35.md: joint allocation on measured damage curves.
+    Arm("tbaa_joint", "one-shot TBAA, joint allocation (measured damage curves) + FT", "oneshot", "tbaa_curves"),
 )
 
 #: ``macs:0.75`` removes 75% of the MACs (4x fewer), ``macs:0.5`` 2x fewer, ``filters:0.8`` 80% of the filters.

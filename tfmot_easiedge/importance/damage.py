@@ -170,10 +170,11 @@ def measure_curves(scorer: TBAAScorer, data: Any, curves: Mapping[str, DamageCur
     linearly in between (and kept non-decreasing).
 
     Why: the quadratic form is a second-order expansion around the full network and underestimates what
-    cutting half a layer does; measured on the CIFAR-10 VGG-16-BN baseline
-    (``benchmarks/results/allocation_vgg16_bn_w0.35.md``), allocating on measured curves kept far more
-    accuracy than on the quadratic ones. Cost: ``widths`` forward passes per group over ``data``, with
-    BatchNorm statistics as they are (cut channels feed zeros downstream, as a slim model would).
+    cutting half a layer does. Each group is cut alone, so the curves do not see interactions between
+    groups: measured one-shot (``benchmarks/results/allocation_*.md``), allocating on measured curves beat the
+    quadratic ones and the greedy ranking on the CIFAR-10 VGG-16-BN, but lost to the greedy ranking on
+    ResNet-20 at 4x fewer MACs. Cost: ``widths`` forward passes per group over ``data``, with BatchNorm
+    statistics as they are (cut channels feed zeros downstream, as a slim model would).
 
     Args:
         scorer: the :class:`~tfmot_easiedge.importance.tbaa.TBAAScorer` of the model (its gated model runs

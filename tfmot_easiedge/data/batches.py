@@ -249,23 +249,19 @@ def is_batch_sequence(data: Any) -> bool:
 
 
 def _sequence_batches(data: Any, max_examples: int | None):
-    seen = 0
-    for i in range(len(data)):
-        x, y = _split(data[i])
-        if max_examples is not None:
-            take = max_examples - seen
-            if take <= 0:
-                break
-            x, y = _take(x, 0, take), None if y is None else y[:take]
-        seen += num_examples(x)
-        yield x, y
+    return _up_to(max_examples, (data[i] for i in range(len(data))))
 
 
 def _dataset_batches(data: Any, batch_size: int, max_examples: int | None, input_rank: int | None):
     if input_rank is not None and _element_rank(data.element_spec) == input_rank - 1:
         data = data.batch(batch_size)
+    return _up_to(max_examples, data)
+
+
+def _up_to(max_examples: int | None, elements: Any) -> Iterator[tuple]:
+    """``(x, y)`` of each pre-batched element, the last one cut so that at most ``max_examples`` are yielded."""
     seen = 0
-    for element in data:
+    for element in elements:
         x, y = _split(element)
         if max_examples is not None:
             take = max_examples - seen

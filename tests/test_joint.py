@@ -228,3 +228,25 @@ def test_select_refuses_unknown_protect_names():
     with pytest.raises(ValueError, match="'c9' is not a layer or group"):
         select_joint(analysis, curves, "macs:0.5", protect=["c9"])
     assert "c2" not in select_joint(analysis, curves, "macs:0.2", protect=["c2"]).kept
+
+
+@pytest.mark.parametrize("kind", ["sequential", "h5"])
+def test_joint_allocation_on_sequential_and_h5_loaded_models(kind, tmp_path):
+    import tfmot_easiedge as te
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 3)), layers.Conv2D(8, 3, activation="relu", name="c1"),
+                              layers.BatchNormalization(name="bn"), layers.Conv2D(12, 3, activation="relu", name="c2"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(5, name="head")])
+    if kind == "h5":
+        path = tmp_path / "m.h5"
+        model.save(path)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    data = np.random.default_rng(5).random((32, 12, 12, 3)).astype("float32")
+    analysis = analyze(model)
+    curves = te.importance.as_criterion("tbaa_curves").score(model, data, analysis=analysis, measure=2)
+    plan = te.select(analysis, curves, "macs:0.5", min_fraction=0.25)
+    small = te.slim(model, plan, analysis=analysis)
+    assert te.count_macs(small) <= 0.5 * te.count_macs(model) * 1.0001
+    np.testing.assert_allclose(small.predict(data, verbose=0),
+                               te.masked_copy(model, plan, analysis=analysis).predict(data, verbose=0), atol=1e-4)

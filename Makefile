@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[tf-cpu,test,onnx,tflite,report,demo]"
+	$(PY) -m pip install -q -e ".[tf-cpu,test,onnx,tflite,report,demo,qat]"
+	# QAT's tf-keras and tfmot without their dependencies: tf-keras would pull a second TensorFlow distribution
+	$(PY) -m pip install -q --no-deps $$($(PY) -m tfmot_easiedge.quantize.requirements)
 	touch $(STAMP)
 
 venv: $(STAMP)

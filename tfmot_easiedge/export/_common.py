@@ -167,22 +167,28 @@ def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray]) -> dict[
             "n_samples": int(reference[0].shape[0]) if reference[0].ndim else 1}
 
 
-def verify(model: keras.Model, run: RunFn, inputs: list[np.ndarray], *, what: str,
-           tolerance: float | None = None, min_top1_agreement: float | None = None) -> dict[str, Any]:
+def verify(model: keras.Model | None, run: RunFn, inputs: list[np.ndarray], *, what: str,
+           tolerance: float | None = None, min_top1_agreement: float | None = None,
+           reference: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Runs the exported file through ``run`` and Keras on ``inputs``; raises when it disagrees.
 
     Args:
-        model: the Keras model.
+        model: the Keras model (None when ``reference`` is given).
         run: runs the exported file on a list of input arrays and returns a list of output arrays.
         inputs: one ``[N, ...]`` array per model input.
         what: a description of the export for error messages, e.g. ``"TFLite float16"``.
         tolerance: largest accepted ``max_rel_diff`` (None: no check).
         min_top1_agreement: smallest accepted top-1 agreement (None: no check).
+        reference: the expected outputs on ``inputs``, for a file made from a model this process cannot run
+            (QAT's tf_keras model); None: ``model``'s outputs.
 
     Raises:
         ExportVerificationError: a check failed.
     """
-    metrics = compare_outputs(keras_outputs(model, inputs), run(inputs))
+    if reference is None:
+        assert model is not None, "verify needs a model or reference outputs"
+        reference = keras_outputs(model, inputs)
+    metrics = compare_outputs(reference, run(inputs))
     n = metrics["n_samples"]
     if tolerance is not None and not metrics["max_rel_diff"] <= tolerance:
         raise ExportVerificationError(

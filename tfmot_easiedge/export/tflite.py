@@ -252,6 +252,35 @@ def tflite(model: keras.Model, path: str | os.PathLike, *, quantization: str | N
     return _common.make_result("tflite", Path(final), precision, metrics, runtime, watch)
 
 
+def verify_file(path: str | os.PathLike, reference: list[np.ndarray], inputs: list[np.ndarray],
+                specs: Sequence[batches.InputSpec], *, precision: str = "int8",
+                min_top1_agreement: float | None = None) -> tuple[dict, str]:
+    """Runs a .tflite file made elsewhere on ``inputs`` and compares it with ``reference`` outputs, as
+    :func:`tflite` verifies its own files; returns ``(metrics, runtime)``.
+
+    For files whose source model this process cannot run, e.g. QAT's tf_keras model
+    (:func:`tfmot_easiedge.quantize.qat`), which computes ``reference`` in its own process.
+
+    Raises:
+        ExportVerificationError: the runtime cannot run the file, or top-1 agreement is below
+            ``min_top1_agreement``.
+
+    Example:
+        >>> metrics, runtime = verify_file("model_qat.tflite", [logits], [x], specs)  # doctest: +SKIP
+    """
+    _, runtime = interpreter_class()
+    try:
+        run = signature_runner(path, specs)
+        metrics = _common.verify(None, lambda b: _common.run_in_chunks(run, b, _VERIFY_CHUNK), inputs,
+                                 what=f"TFLite {precision}", min_top1_agreement=min_top1_agreement,
+                                 reference=reference)
+    except _common.ExportVerificationError:
+        raise
+    except RuntimeError as e:
+        raise _common.ExportVerificationError(_unrunnable_message(path, precision, e)) from e
+    return metrics, runtime
+
+
 #: The scale the converter gives a tensor whose calibrated range is empty (constant zero).
 _EMPTY_RANGE_SCALE = 1e-7
 

@@ -86,6 +86,20 @@ def _skipped(report: Mapping) -> list[str]:
     return ["## Skipped layers and why", "", *_table(("name", "kind", "layers", "reason"), rows)]
 
 
+def _quantization(report: Mapping) -> list[str]:
+    if not report.get("quantization"):
+        return []
+
+    def pct(v):
+        return None if v is None else f"{100 * v:.2f}%"
+
+    rows = [("QAT" if r["method"] == "qat" else "post-training", r["epochs"] if r["method"] == "qat" else "–",
+             pct(r["accuracy"]), pct(r["float_accuracy"]), pct(r["top1_agreement"]), r["size_bytes"], r["path"])
+            for r in report["quantization"]]
+    return ["## int8", "", *_table(("method", "QAT epochs", "int8 top-1", "float top-1", "agreement", "bytes",
+                                    "file"), rows)]
+
+
 def _timings(report: Mapping) -> list[str]:
     if not report["timings"]:
         return []
@@ -105,6 +119,6 @@ def render_markdown(report: Mapping) -> str:
     head = [f"# Pruning report: {m['name']}", "",
             f"Budget: {_budget(report['budget'])} · importance: {report['importance']} · "
             f"input {tuple(m['input_shape'])} · tfmot-easiedge {report['library_version']} · {report['created']}", ""]
-    parts = [head, _summary(report), _stages(report), _latency(report), _layers(report), _skipped(report),
-             _timings(report)]
+    parts = [head, _summary(report), _stages(report), _latency(report), _quantization(report), _layers(report),
+             _skipped(report), _timings(report)]
     return "\n".join(line for part in parts for line in part)

@@ -54,6 +54,8 @@ REPORT_SCHEMA: dict[str, Any] = {
             "type": "object", "additionalProperties": {"type": "array", "items": {"type": ["number", "null"]}}}},
         "data": {"type": "object", "description": "where the training/validation data came from (free form)"},
         "config": {"type": "object", "description": "the settings of the run (free form)"},
+        "quantization": {"type": "array", "items": {"$ref": "#/$defs/quantization"},
+                         "description": "int8 files: post-training (ptq) and quantization-aware trained (qat)"},
     },
     "$defs": {
         "summary": _record({
@@ -81,6 +83,13 @@ REPORT_SCHEMA: dict[str, Any] = {
                                         "description": "'as trained' or 're-estimated on N training examples'"},
                           "accuracy_before_bn": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
                                                  "description": "accuracy before BatchNorm re-estimation"}}),
+        "quantization": _record({
+            "method": {"enum": ["ptq", "qat"]}, "epochs": _COUNT,
+            "accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                         "description": "top-1 of the int8 file (LiteRT)"},
+            "float_accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "top1_agreement": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "size_bytes": _COUNT, "path": {"type": "string"}}),
         "latency": _record({
             "stage": {"type": "string"}, "runtime": {"type": "string"}, "threads": _COUNT, "batch_size": _COUNT,
             "median_ms": _SECONDS, "p10_ms": _SECONDS, "p90_ms": _SECONDS, "mean_ms": _SECONDS,

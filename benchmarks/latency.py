@@ -279,7 +279,7 @@ def thread_time_latency(path: Path, runtime: str, sample: np.ndarray, warmup: in
     is the work done, without the time spent waiting for a core. Reuses the runners of
     ``measure_latency`` (the same interpreter set-up and inputs).
     """
-    from tfmot_easiedge.metrics import latency as _latency
+    from tfmot_easiedge.latency import measure as _latency
 
     make = _latency._tflite_step if runtime == "tflite" else _latency._onnx_step  # noqa: SLF001 - same set-up
     step = make(Path(path), 1, 1, sample)

@@ -13,10 +13,10 @@ from test_architecture import GRAPH
 
 #: package (first name under ``tfmot_easiedge``) -> tier: 0 ground floor, 1 pruning core, 2 edge toolkit.
 TIERS = {
-    **dict.fromkeys(["_files", "_optional", "_keras_compat", "_lazy", "_network", "_tf_check", "_version",
+    **dict.fromkeys(["_files", "_optional", "_keras_compat", "_lazy", "_network", "_progress", "_tf_check", "_version",
                      "data", "graph", "plan"], 0),
     **dict.fromkeys(["metrics", "importance", "selection", "rewrite", "admm"], 1),
-    **dict.fromkeys(["export", "report", "cli", "demo", "models"], 2),
+    **dict.fromkeys(["export", "quantize", "report", "cli", "demo", "models", "latency", "device_profile"], 2),
 }
 TIER_NAMES = ("ground floor", "core", "edge toolkit")
 
@@ -25,11 +25,6 @@ KNOWN_UPWARD = {
     # EasiEdgeResult.save writes model, plan *and* report in one atomic directory (issue 17: one orchestration);
     # the import is deferred into save_result, and report imports nothing of admm, so there is no cycle.
     ("tfmot_easiedge.admm.saving", "tfmot_easiedge.report"),
-    # Timing on runtimes exports the model first; metrics.latency is edge-toolkit code in a core package
-    # (only cli, demo, report and the public face import it). Imports deferred into its functions.
-    ("tfmot_easiedge.metrics.latency", "tfmot_easiedge.export"),
-    ("tfmot_easiedge.metrics.latency", "tfmot_easiedge.export.onnx"),
-    ("tfmot_easiedge.metrics.latency", "tfmot_easiedge.export.tflite"),
 }
 
 

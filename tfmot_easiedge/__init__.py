@@ -21,17 +21,19 @@ _NAMES = {
     **dict.fromkeys(["Budget", "FilterBudget", "MacsBudget", "ParamsBudget", "as_budget", "parse_budget",
                      "register_budget", "select"], "tfmot_easiedge.selection"),
     **dict.fromkeys(["Criterion", "as_criterion", "register_criterion"], "tfmot_easiedge.importance"),
-    **dict.fromkeys(["LatencyResult", "measure_latency"], "tfmot_easiedge.metrics.latency"),
+    **dict.fromkeys(["LatencyResult", "measure_latency"], "tfmot_easiedge.latency.measure"),
+    **dict.fromkeys(["LatencyBudget", "LatencyTable", "profile_latency"], "tfmot_easiedge.latency"),
     **dict.fromkeys(["ADMMUpdate", "EasiEdge", "EasiEdgeResult", "MaskedFineTune", "hard_prune", "prune_filters",
                      "strip_pruning"], "tfmot_easiedge.admm"),
     "OneShot": "tfmot_easiedge.admm.oneshot",
+    "qat": "tfmot_easiedge.quantize.qat",
 }
-_SUBPACKAGES = ("data", "export", "importance", "report")
+_SUBPACKAGES = ("data", "export", "importance", "latency", "quantize", "report")
 
 # The names of _NAMES and _SUBPACKAGES for type checkers and IDEs (tests/test_lint.py checks the two agree);
 # imported only by a type checker, hence F401.
 if TYPE_CHECKING:
-    from tfmot_easiedge import data, export, importance, report  # noqa: F401
+    from tfmot_easiedge import data, export, importance, latency, quantize, report  # noqa: F401
     from tfmot_easiedge.admm import (  # noqa: F401
         ADMMUpdate,
         EasiEdge,
@@ -44,9 +46,11 @@ if TYPE_CHECKING:
     from tfmot_easiedge.admm.oneshot import OneShot  # noqa: F401
     from tfmot_easiedge.graph import ChannelGroup, ChannelRule, GraphError, ModelAnalysis, Stop, analyze, register_rule  # noqa: F401
     from tfmot_easiedge.importance import Criterion, as_criterion, register_criterion  # noqa: F401
+    from tfmot_easiedge.latency import LatencyBudget, LatencyTable, profile_latency  # noqa: F401
+    from tfmot_easiedge.latency.measure import LatencyResult, measure_latency  # noqa: F401
     from tfmot_easiedge.metrics import count_macs, count_params, layer_macs  # noqa: F401
-    from tfmot_easiedge.metrics.latency import LatencyResult, measure_latency  # noqa: F401
     from tfmot_easiedge.plan import PruningPlan  # noqa: F401
+    from tfmot_easiedge.quantize.qat import qat  # noqa: F401
     from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm  # noqa: F401
     from tfmot_easiedge.rewrite.slim import masked_copy, slim  # noqa: F401
     from tfmot_easiedge.selection import (  # noqa: F401

@@ -26,7 +26,7 @@ def latency(model: Any, runtime: str, args: argparse.Namespace, workdir: Path, l
             warmup: int = 10) -> Any:
     """Latency of ``model`` on ``runtime``: Keras directly, TFLite/ONNX Runtime through a verified export."""
     from tfmot_easiedge import export
-    from tfmot_easiedge.metrics.latency import measure_latency
+    from tfmot_easiedge.latency.measure import measure_latency
 
     target = model
     if runtime == "tflite":
@@ -38,7 +38,7 @@ def latency(model: Any, runtime: str, args: argparse.Namespace, workdir: Path, l
 
 
 def _bench_file(args: argparse.Namespace, chosen: list[str], suffix: str):
-    from tfmot_easiedge.metrics.latency import measure_latency
+    from tfmot_easiedge.latency.measure import measure_latency
 
     if not Path(args.model).is_file():
         raise UserError(f"model file not found: {args.model}")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from tfmot_easiedge._version import __version__
 from tfmot_easiedge.graph.analysis import ModelAnalysis
 from tfmot_easiedge.graph.model_graph import ModelGraph
+from tfmot_easiedge.latency.measure import LatencyResult
 from tfmot_easiedge.metrics.counting import count_macs, count_params, layer_macs
-from tfmot_easiedge.metrics.latency import LatencyResult
 from tfmot_easiedge.plan import PruningPlan
 from tfmot_easiedge.report.schema import REPORT_FORMAT, REPORT_VERSION
 from tfmot_easiedge.selection.budgets import as_budget
@@ -127,6 +127,21 @@ def _history(history: Mapping | None) -> dict:
             for stage, h in (history or {}).items()}
 
 
+def _quantization(rows: Sequence[Mapping]) -> list[dict]:
+    """One row per int8 file: ``method`` ``"ptq"`` or ``"qat"`` (``QATResult.as_dict()`` fits as it is)."""
+    out = []
+    for row in rows:
+        if row.get("method") not in ("ptq", "qat"):
+            raise ValueError(f"each quantization row needs method 'ptq' or 'qat'; got {row.get('method')!r}")
+        entry: dict[str, Any] = {"method": row["method"], "epochs": int(row.get("epochs") or 0)}
+        for key in ("accuracy", "float_accuracy", "top1_agreement"):
+            entry[key] = _finite(row.get(key))
+        entry["size_bytes"] = int(row.get("size_bytes") or 0)
+        entry["path"] = str(row.get("path", ""))
+        out.append(entry)
+    return out
+
+
 def _summary(original, slim_model, analysis, plan, slim_graph) -> dict:
     p0, p1 = count_params(original), count_params(slim_model)
     m0, m1 = count_macs(original, graph=analysis.graph), count_macs(slim_model, graph=slim_graph)
@@ -143,7 +158,8 @@ def build_report(original: keras.Model, slim_model: keras.Model, plan: PruningPl
                  budget: BudgetSpec, importance: str,
                  stages: Sequence[Mapping], latency: Mapping[str, Any] | None = None,
                  timings: Mapping[str, float] | None = None, history: Mapping[str, Mapping] | None = None,
-                 data: Mapping | None = None, config: Mapping | None = None) -> dict:
+                 data: Mapping | None = None, config: Mapping | None = None,
+                 quantization: Sequence[Mapping] | None = None) -> dict:
     """Builds the pruning report of ``original`` -> ``slim_model`` (see :data:`REPORT_SCHEMA`).
 
     Args:
@@ -161,6 +177,10 @@ def build_report(original: keras.Model, slim_model: keras.Model, plan: PruningPl
         history: ``{stage: keras History.history}`` (non-finite values become null).
         data: a free-form description of the data (source, example counts, rescale).
         config: the run's settings (free form, JSON-able).
+        quantization: the int8 files and their top-1, one dict per file with ``method`` ``"ptq"`` (post-training,
+            e.g. ``export.tflite(..., quantization="int8")`` and its measured accuracy) or ``"qat"``
+            (``te.qat(...).as_dict()``); ``epochs``, ``accuracy``, ``float_accuracy``, ``top1_agreement``,
+            ``size_bytes``, ``path`` as known.
 
     Returns:
         A JSON-able dict; check it with :func:`validate_report`, write it with :func:`write_report`.
@@ -193,4 +213,6 @@ def build_report(original: keras.Model, slim_model: keras.Model, plan: PruningPl
         report["data"] = dict(data)
     if config is not None:
         report["config"] = dict(config)
+    if quantization:
+        report["quantization"] = _quantization(quantization)
     return report

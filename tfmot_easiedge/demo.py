@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from tfmot_easiedge._progress import keras_verbose
 from tfmot_easiedge.data import DataError, LoadedData, cifar10_dir, load_cifar10_arrays, make_data
 from tfmot_easiedge.data.cifar10 import CLASS_NAMES, ENV_VAR
 from tfmot_easiedge.report import FILES as REPORT_FILES
@@ -236,7 +237,7 @@ def _epochs(settings: DemoSettings, train: LoadedData) -> tuple[int, int, int]:
 
 
 def _latency(path: Path, image, runs: int):
-    from tfmot_easiedge.metrics.latency import measure_latency
+    from tfmot_easiedge.latency.measure import measure_latency
 
     return measure_latency(path, runtime="tflite", threads=1, runs=runs, warmup=max(5, runs // 5),
                            input_data=image, progress=False)
@@ -320,7 +321,8 @@ def _train_baseline(train: LoadedData, settings: DemoSettings, epochs: int, verb
     log(f"[1/5] training {model.name} (width {settings.width}, {te.count_params(model):,} params) for "
         f"{epochs} epoch(s)")
     t0 = time.perf_counter()
-    history = model.fit(train.x, train.y, epochs=epochs, batch_size=settings.batch_size, verbose=verbose)
+    history = model.fit(train.x, train.y, epochs=epochs, batch_size=settings.batch_size,
+                        verbose=keras_verbose(verbose))
     return model, history, time.perf_counter() - t0
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import keras
 import numpy as np
 
+from tfmot_easiedge._progress import keras_verbose
 from tfmot_easiedge.admm._state import PruningState
 from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss
 from tfmot_easiedge.admm.finetune import MaskedFineTune
@@ -126,7 +127,8 @@ class OneShot:
         if criterion.needs_labels and calib[1] is None:
             raise ValueError(f"importance {criterion.name!r} needs labelled calibration data (x, y)")
         fit_args = _fit_args(train_data)
-        fit_kwargs = {"validation_data": validation_data, "verbose": self.verbose, "batch_size": batch_size,
+        fit_kwargs = {"validation_data": validation_data, "verbose": keras_verbose(self.verbose),
+                      "batch_size": batch_size,
                       "steps_per_epoch": steps_per_epoch, "shuffle": isinstance(train_data, (tuple, list))}
         base_macs, base_params = count_macs(model), count_params(model)
         stages = [_baseline_stage(model, validation_data, fit_args, batch_size, base_macs, base_params,

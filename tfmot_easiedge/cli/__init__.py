@@ -9,6 +9,8 @@ Exit codes: 0 success, 1 a check failed (an export disagrees with Keras, the dem
 2 bad input or an unwritable disk (printed as one line ``easiedge: error: ...``, no traceback), 130 interrupted
 (Ctrl-C), 143 SIGTERM, 129 SIGHUP; a stopped run leaves no ``--out`` and no temporary directory behind, and
 one killed with SIGKILL leaves a hidden ``.OUT.tmp-PID-*`` that the next run into the same ``--out`` removes.
+``prune`` keeps the checkpoints of its finished epochs in ``OUT.resume/`` (the stop message names it) for
+``--resume``; a completed run removes it.
 See docs/cli.md for every flag, with examples.
 
 Layout: this module parses, dispatches and maps errors to exit codes; each command is a module
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from tfmot_easiedge.cli import analyze, bench, demo_cmd, export, prune
+from tfmot_easiedge.cli import analyze, bench, demo_cmd, export, profile, prune
 from tfmot_easiedge.cli._common import LATENCY_RUNTIMES, Parser, UserError
 from tfmot_easiedge.cli.analyze import cmd_analyze
 from tfmot_easiedge.cli.bench import cmd_bench
@@ -40,6 +42,7 @@ from tfmot_easiedge.cli.loading import load_model
 from tfmot_easiedge.cli.output import check_out as _check_out  # noqa: F401 - the old name, kept
 from tfmot_easiedge.cli.output import output_dir as _output_dir  # noqa: F401 - the old name, kept
 from tfmot_easiedge.cli.prune import PRUNE_FILES, cmd_prune
+from tfmot_easiedge.cli.resume import resume_note
 
 __all__ = ["EXPORT_FILES", "EXPORT_SUMMARY", "LATENCY_RUNTIMES", "PRUNE_FILES", "Terminated", "UserError",
            "build_parser", "cmd_analyze", "cmd_bench", "cmd_demo", "cmd_export", "cmd_prune",
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"easiedge (tfmot-easiedge) {__version__}")
     p.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (analyze, prune, export, bench, demo_cmd):
+    for command in (analyze, prune, export, bench, profile, demo_cmd):
         command.add_parser(sub)
     return p
 
@@ -170,6 +173,7 @@ def _one_line(error: BaseException, code: int) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    args = None
     try:  # parsed before the exporters' errors are imported: --help stays free of NumPy and TensorFlow
         args = build_parser().parse_args(argv)
         validate_args(args)
@@ -193,8 +197,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except Terminated as e:
         import signal
 
-        print(f"easiedge: stopped by {signal.Signals(e.signum).name}; nothing was written", file=sys.stderr)
+        print(f"easiedge: stopped by {signal.Signals(e.signum).name}; nothing was written{resume_note(args)}",
+              file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
-        print("easiedge: interrupted; nothing was written", file=sys.stderr)
+        print(f"easiedge: interrupted; nothing was written{resume_note(args)}", file=sys.stderr)
         return 130

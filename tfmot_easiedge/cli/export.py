@@ -15,6 +15,8 @@ EXPORT_FILES = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": 
                 "tensorrt": "model.engine"}
 #: The summary of every export, next to them.
 EXPORT_SUMMARY = "exports.json"
+#: The quantization-aware trained int8 TFLite file (``--qat-epochs``).
+QAT_FILE = "model_qat.tflite"
 
 
 def _targets(text: str) -> list[str]:
@@ -45,6 +47,28 @@ def _check_flags(args: argparse.Namespace, targets: list[str]) -> None:
         raise UserError("--int8 needs --data: a few hundred images to calibrate the int8 ranges")
     if args.int8 and ("onnx" in targets or "saved_model" in targets):
         warn("--int8 applies to tflite and tensorrt; onnx and saved_model are written in float32")
+    if args.qat_epochs < 0:
+        raise UserError(f"--qat-epochs must be >= 0; got {args.qat_epochs}")
+    if args.qat_epochs and not (args.int8 and "tflite" in targets):
+        raise UserError("--qat-epochs needs --int8 and tflite in --to: QAT writes a full-integer TFLite file")
+
+
+def _qat(model, args: argparse.Namespace, samples, val, path: Path):
+    """The QAT int8 file (``--qat-epochs``), fine-tuned on all of ``--data``'s training split."""
+    import tfmot_easiedge as te
+
+    train = load_data(args.data, model, split="train", what="--data", args=args)
+    return te.qat(model, train, epochs=args.qat_epochs, path=path, representative_data=samples,
+                  validation_data=val, verbose=0 if args.quiet else 1)
+
+
+def _accuracy_row(row: dict, model, path: Path, val) -> dict:
+    """``row`` with the top-1 of an int8 TFLite file on ``--val-data`` (post-training int8)."""
+    if val is None or row["format"] != "tflite" or row["precision"] != "int8":
+        return row
+    from tfmot_easiedge import quantize
+
+    return {**row, "method": "ptq", "accuracy": quantize.tflite_accuracy(path, model, val)}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -53,22 +77,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     targets = _targets(args.to)
     _check_flags(args, targets)
-    ours = [*EXPORT_FILES.values(), EXPORT_SUMMARY]
+    ours = [*EXPORT_FILES.values(), EXPORT_SUMMARY, QAT_FILE]
     check_out(Path(args.out), args.overwrite, ours)
     model = model_from_args(args)
     check_finite_weights(model)
     samples = None
     if args.data:
         samples = load_data(args.data, model, split="train", what="--data", args=args, limit=args.calibration_size).x
-    results = []
+    val = load_data(args.val_data, model, split="test", what="--val-data", args=args) if args.val_data else None
+    results, qat = [], None
     with output_dir(args.out, args.overwrite, ours) as tmp:
         for target in targets:
             say(args, f"exporting {target} ...")
             results.append(_export_one(model, target, tmp / EXPORT_FILES[target], args, samples))
-        rows = [{**dataclasses.asdict(r), "path": EXPORT_FILES[r.format]} for r in results]
+        rows = [_accuracy_row({**dataclasses.asdict(r), "path": EXPORT_FILES[r.format]}, model, r.path, val)
+                for r in results]
+        if args.qat_epochs:
+            say(args, f"quantization-aware training, {args.qat_epochs} epoch(s) ...")
+            qat = _qat(model, args, samples, val, tmp / QAT_FILE)
+            rows.append({**qat.as_dict(), "format": "tflite", "precision": "int8", "path": QAT_FILE})
         (tmp / EXPORT_SUMMARY).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    for r in results:
-        say(args, dataclasses.replace(r, path=Path(args.out) / EXPORT_FILES[r.format]).summary())
+    for r, row in zip(results, rows):
+        accuracy = f"; int8 top-1 {100 * row['accuracy']:.2f}% on --val-data" if "accuracy" in row else ""
+        say(args, dataclasses.replace(r, path=Path(args.out) / EXPORT_FILES[r.format]).summary() + accuracy)
+    if qat is not None:
+        say(args, dataclasses.replace(qat, path=Path(args.out) / QAT_FILE).summary())
     return 0
 
 
@@ -84,6 +117,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data_options(p, required=False, help_text="images to calibrate --int8 and to verify the exports on")
     p.add_argument("--calibration-size", type=int, default=500, metavar="K",
                    help="use the first K images of --data (default 500)")
+    p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
+                   help="with --int8: also quantization-aware train N epochs on --data (tf_keras + tfmot, the "
+                        f"[qat] extra) and write {QAT_FILE}")
+    p.add_argument("--val-data", metavar="SPEC",
+                   help="labelled data to measure the int8 files' top-1 on (cifar10 reads the test split)")
     model_options(p)
     output_options(p)
     p.set_defaults(func=cmd_export)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, num_batches, prepare, progress_bar
+from tfmot_easiedge._progress import progress_bar
+from tfmot_easiedge.importance._common import ScoreTable, calibration_batches, input_rank, num_batches, prepare
 from tfmot_easiedge.importance._gating import FromLogits, log_probs, resolve_flags
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def exact_ig(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | 
     total = np.zeros(width, dtype=np.float64)
     seen = 0
     n_chunks = math.ceil(width / chunk)
-    nb = num_batches(data, batch_size, max_examples)
+    nb = num_batches(data, batch_size, max_examples, input_rank(model))
     bar = progress_bar(None if nb is None else nb * n_chunks, progress, "exact IG (ablation)")
     done = 0
     flags = None
@@ -102,4 +103,6 @@ def exact_ig(model: keras.Model, data: Any = None, *, analysis: ModelAnalysis | 
             if bar is not None:
                 bar.update(done)
         seen += int(x.shape[0])
+    if bar is not None and nb is None:
+        bar.update(done, finalize=True)  # an unknown total: one line at the end, not "N/Unknown" per step
     return gm.split(np.maximum(total / seen, 0.0))

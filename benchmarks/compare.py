@@ -111,7 +111,7 @@ class Profile:
         """Whether a result's ``profile_config`` was made with these settings (``common.config_matches``)."""
         return common.config_matches(stored, self)
 
-    def with_overrides(self, overrides: dict[str, str]) -> "Profile":
+    def with_overrides(self, overrides: dict[str, str]) -> Profile:
         """This profile with the pruning settings in ``overrides`` (``{field: text}``) changed.
 
         Only what happens after the baseline may change (:data:`TUNABLE`): the baseline and the data stay
@@ -192,7 +192,7 @@ class Data:
     calibration: tuple[np.ndarray, np.ndarray]
 
     @classmethod
-    def load(cls, profile: Profile) -> "Data":
+    def load(cls, profile: Profile) -> Data:
         x, y = common.load_split("train", profile.train_images)
         xt, yt = common.load_split("test", profile.test_images)
         n = profile.calibration_images
@@ -439,8 +439,12 @@ def budget_met(analysis, plan, budget, base_macs: int, macs: int) -> dict[str, A
     out = {"kind": budget.describe()["kind"], "target": budget.ratio, "filters_removed": removed,
            "filters_total": total, "filter_ratio": removed / total, "macs_ratio": 1.0 - macs / base_macs}
     if out["kind"] == "filters":
-        out["target_filters_removed"] = int(math.floor(budget.ratio * total))
-        out["achieved"] = out["filter_ratio"]
+        # the budget counts filters per producer, convolutions only (issue 14); channels are reported beside it
+        cost = budget.cost_model(analysis)
+        full, kept = cost.total(cost.full()), cost.total(cost.kept_counts(plan.kept))
+        out.update(counted_filters_removed=int(round(full - kept)), counted_filters_total=int(round(full)),
+                   target_filters_removed=int(math.floor(budget.ratio * full)))
+        out["achieved"] = (full - kept) / full
     else:
         out["achieved"] = out["macs_ratio"]
     return out

@@ -17,6 +17,8 @@ Examples (from the repository root)::
     python -m benchmarks.fast_train --speed --out-speed train_speed
     nice python -m benchmarks.fast_train --model vgg16 --width 0.35 --epochs 30 --name vgg16_bn_w0.35
     python -m benchmarks.fast_train --model tiny_cnn --epochs 1 --train-limit 512 --name smoke --no-commit
+    nice python -m benchmarks.fast_train --model vgg16 --width 0.35 --epochs 40 --lr 0.1 --warmup-epochs 1 \
+        --init-from benchmarks/baselines/vgg16_bn_w0.35.keras --name vgg16_bn_w0.35_r2   # a warm restart
 """
 from __future__ import annotations
 
@@ -120,6 +122,7 @@ class FastConfig:
     jit_compile: bool = False
     precision: str = "float32"  # or "mixed_bfloat16"
     eval_every: int = 5  # test accuracy in the log every N epochs (the last epoch is kept, never selected)
+    init_from: str | None = None  # a trained .keras to start from: a warm restart (a new warmup + cosine cycle)
 
 
 def _optimizer(cfg: FastConfig, steps_per_epoch: int, model):
@@ -142,6 +145,9 @@ def _build(cfg: FastConfig):
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)
     model = common.model_builders()[cfg.model](width=cfg.width, seed=cfg.seed)
+    if cfg.init_from:
+        trained = keras.saving.load_model(cfg.init_from, compile=False)
+        model.set_weights(trained.get_weights())
     return model
 
 
@@ -195,7 +201,8 @@ def train(cfg: FastConfig, name: str, *, commit: bool = True, command: str | Non
     else:
         model = _build(cfg)
         _compile(model, cfg, steps)
-        log(f"training {name}: {cfg.model} width {cfg.width} ({model.count_params():,} params) on "
+        start = f" from {cfg.init_from} (sha256 {_sha256(Path(cfg.init_from))[:16]})" if cfg.init_from else ""
+        log(f"training {name}{start}: {cfg.model} width {cfg.width} ({model.count_params():,} params) on "
             f"{len(x_train)} images, {cfg.epochs} epochs x {steps} steps; {dataclasses.asdict(cfg)}")
     batches = make_batches(x_train, y_train, cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
                            start_epoch=state["epoch"])
@@ -239,6 +246,7 @@ def train(cfg: FastConfig, name: str, *, commit: bool = True, command: str | Non
         "convergence": {"test_accuracy_every_eval": last,
                         "gain_over_last_eval_interval": round(last[-1] - last[-2], 4) if len(last) > 1 else None},
         "config": dataclasses.asdict(cfg),
+        "init_from": ({"path": cfg.init_from, "sha256": _sha256(Path(cfg.init_from))} if cfg.init_from else None),
         "recipe": {"optimizer": "SGD momentum 0.9 Nesterov, batch %d" % cfg.batch_size,
                    "schedule": f"linear warmup {cfg.warmup_epochs:g} epochs from lr/10 to {cfg.lr:g}, cosine to 0",
                    "weight_decay": f"decoupled {cfg.weight_decay:g} x lr per step on kernels only",
@@ -333,7 +341,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for f in dataclasses.fields(FastConfig):
         if f.name in ("model",):
             continue
-        kind = type(f.default) if f.default is not None else int
+        kind = type(f.default) if f.default is not None else (str if f.name == "init_from" else int)
         if kind is bool:
             continue
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)

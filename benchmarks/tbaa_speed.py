@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
-
-from pathlib import Path
 
 from benchmarks import common
 from benchmarks.coverage import write_atomic

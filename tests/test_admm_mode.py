@@ -100,17 +100,21 @@ def test_config_round_trip_and_reload_detach(data, tmp_path):
     r.fit(*data, batch_size=32, epochs=1, verbose=0, callbacks=[te.ADMMUpdate(verbose=0)])
 
 
-def test_state_saved_before_the_mode_variable_loads():
+@pytest.mark.parametrize("missing", [1, 3])  # a file from before prox/stable_zsteps (2) or before mode (3)
+def test_state_saved_before_the_newer_variables_loads(missing):
     w = _wrapped()
     wrapper = PruningState(w).wrappers[0]
     own = kc.own_variables(wrapper)
-    assert own[-1] is wrapper.mode
-    store = {str(i): np.asarray(v.numpy()) + 1 for i, v in enumerate(own[:-1])}  # a file without "mode"
+    assert own[-3:] == [wrapper.mode, wrapper.prox, wrapper.stable_zsteps]
+    store = {str(i): np.asarray(v.numpy()) + 1 for i, v in enumerate(own[:-missing])}
     wrapper.attached = "admm"
     wrapper.load_own_variables(store)
     assert wrapper.attached is None
-    for i, v in enumerate(own[:-1]):
-        np.testing.assert_array_equal(v.numpy(), store[str(i)])
+    for i, v in enumerate(own[:-missing]):
+        if v is not wrapper.mode:  # detaching resets the mode
+            np.testing.assert_array_equal(v.numpy(), store[str(i)])
+    with pytest.raises(ValueError, match="saved ADMM state"):
+        wrapper.load_own_variables({str(i): store[str(i)] for i in range(len(own) - 5)})
 
 
 @pytest.mark.parametrize("recalibrate", [True, False])

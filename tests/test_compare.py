@@ -156,12 +156,13 @@ def test_filter_budgets_are_met(tiny):
         removed = sum(g["size"] - len(g["kept"]) for g in groups.values())
         total = sum(g["size"] for g in groups.values())
         assert (met["filters_removed"], met["filters_total"]) == (removed, total)
-        target = math.floor(ratio * total)
+        # the budget counts convolution filters per producer: at least the target, overshooting by < one channel
+        target = math.floor(ratio * met["counted_filters_total"])
+        assert met["target_filters_removed"] == target
         if method == "uniform_l1":  # every group loses round(ratio * size): within one channel per group
             assert all(abs((g["size"] - len(g["kept"])) - ratio * g["size"]) <= 1 for g in groups.values())
-            assert abs(removed - target) <= len(groups)
         else:
-            assert removed == target, method
+            assert target <= met["counted_filters_removed"] <= target + max(4, len(groups)), method
 
 
 @pytest.mark.slow

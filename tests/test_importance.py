@@ -163,7 +163,7 @@ def test_top3_is_the_expectation_when_there_are_three_classes(data):
 def test_norms_average_over_a_groups_producers(criterion, order):
     # A residual group's channel is written by every block; a sum would make it N times an ordinary channel.
     m = _residual_net()
-    scores = criterion(m, analysis=te.analyze(m))
+    scores = criterion(m, analysis=te.analyze(m), normalize=None)
 
     def norms(name):
         k = m.get_layer(name).get_weights()[0].reshape(-1, m.get_layer(name).filters)
@@ -171,3 +171,24 @@ def test_norms_average_over_a_groups_producers(criterion, order):
 
     np.testing.assert_allclose(scores["c1"], (norms("c1") + norms("c2")) / 2, rtol=1e-6)
     np.testing.assert_allclose(scores["c3"], norms("c3"), rtol=1e-6)
+    # by default each group's scores are divided by their mean, so groups compare
+    normalised = criterion(m, analysis=te.analyze(m))
+    for g in ("c1", "c3"):
+        np.testing.assert_allclose(normalised[g], scores[g] / scores[g].mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match="normalize"):
+        criterion(m, normalize="max")
+
+
+def test_normalised_l1_does_not_empty_a_thin_first_layer():
+    # A first convolution has 27 weights per filter, the next one 16x9=144: raw L1 norms rank every first-layer
+    # filter below the second layer's, and a global selection empties it; per-group normalisation does not.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(16, 3, name="first")(x)
+    h = keras.layers.Conv2D(16, 3, name="second")(h)
+    m = keras.Model(x, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h)))
+    analysis = te.analyze(m)
+    raw = te.select(analysis, imp.l1_norm(m, analysis=analysis, normalize=None), "filters:0.5")
+    assert len(raw.kept["first"]) == 0 or len(raw.kept["first"]) < 4  # what the raw norms do
+    plan = te.select(analysis, imp.l1_norm(m, analysis=analysis), "filters:0.5")
+    assert 4 <= len(plan.kept["first"]) <= 12

@@ -17,15 +17,50 @@ def mobilenet():
 def test_filter_budget_global_count(mobilenet):
     m, a = mobilenet
     total = sum(g.size for g in a.prunable_groups.values())
-    plan = select(a, imp.l1_norm(m, analysis=a), FilterBudget(0.5))
+    # "channels": each channel of a prunable group once, exactly floor(ratio * N)
+    plan = select(a, imp.l1_norm(m, analysis=a), FilterBudget(0.5, count="channels"))
     assert plan.removed_channels() == int(0.5 * total)
     assert all(len(k) >= 1 for k in plan.kept.values())
+    # default: convolution filters per producer (a residual channel written by 3 projections counts 3)
+    per_producer = {g: sum(1 for p in grp.producers if not isinstance(m.get_layer(p), keras.layers.Dense))
+                    for g, grp in a.prunable_groups.items()}
+    filters = sum(per_producer[g] * grp.size for g, grp in a.prunable_groups.items())
+    assert filters > total  # MobileNetV2 has residual groups
+    plan = select(a, imp.l1_norm(m, analysis=a), FilterBudget(0.5))
+    kept = sum(per_producer[g] * len(k) for g, k in plan.kept.items())
+    assert filters - kept >= int(0.5 * filters)
+    assert filters - kept <= int(0.5 * filters) + max(per_producer.values())
+    assert plan.metadata["cost"]["full"] == filters
+
+
+def test_filter_budget_counts_convolutions_only_by_default():
+    # A CNN whose hidden Dense layer is wide: counting its units made "50% of filters" mostly Dense units.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, name="conv")(x)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(256, name="wide")(h)
+    m = keras.Model(x, keras.layers.Dense(10, name="head")(h))
+    a = te.analyze(m)
+    plan = select(a, imp.random(m, analysis=a, seed=0), "filters:0.5")
+    assert len(plan.kept["conv"]) == 4 and len(plan.kept["wide"]) == 256
+    plan = select(a, imp.random(m, analysis=a, seed=0), FilterBudget(0.5, count="all"))
+    assert len(plan.kept["conv"]) + len(plan.kept["wide"]) == 132
+    assert te.as_budget("filters:0.5:all") == FilterBudget(0.5, count="all")
+    assert te.as_budget(FilterBudget(0.5, count="all").describe()) == FilterBudget(0.5, count="all")
+    with pytest.raises(ValueError, match="count"):
+        FilterBudget(0.5, count="dense")
+    mlp_in = keras.Input((16,))
+    mlp = keras.Model(mlp_in, keras.layers.Dense(3)(keras.layers.Dense(32, name="hidden")(mlp_in)))
+    with pytest.raises(ValueError, match="count='all'"):
+        select(te.analyze(mlp), {"hidden": np.ones(32)}, "filters:0.5")
 
 
 def test_global_selection_removes_lowest_scores(mobilenet):
     m, a = mobilenet
     scores = imp.random(m, analysis=a, seed=0)
-    plan = select(a, scores, FilterBudget(0.3))
+    # each channel costs one: the ranking is by score alone (per producer, score per filter saved)
+    plan = select(a, scores, FilterBudget(0.3, count="channels"))
     kept_scores = np.concatenate([scores[g][plan.kept[g]] for g in plan.kept])
     removed = np.concatenate([np.delete(scores[g], plan.kept[g]) for g in plan.kept])
     # every removed channel scores below every kept one, except where min_channels forced a keep
@@ -89,9 +124,9 @@ def test_min_fraction_keeps_a_share_of_every_group(mobilenet):
     victim = max(scores, key=lambda g: a.groups[g].size)
     scores[victim] = scores[victim] * 0.0 - 1.0
     total = sum(g.size for g in a.prunable_groups.values())
-    bare = select(a, scores, FilterBudget(0.6))
+    bare = select(a, scores, FilterBudget(0.6, count="channels"))
     assert len(bare.kept[victim]) == 1
-    plan = select(a, scores, FilterBudget(0.6), min_fraction=0.1)
+    plan = select(a, scores, FilterBudget(0.6, count="channels"), min_fraction=0.1)
     assert plan.removed_channels() == int(0.6 * total)  # the budget is still met exactly
     assert all(len(k) >= np.ceil(0.1 * plan.group_sizes[g]) for g, k in plan.kept.items())
     assert len(plan.kept[victim]) == int(np.ceil(0.1 * a.groups[victim].size))

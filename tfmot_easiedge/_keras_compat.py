@@ -20,7 +20,7 @@ KERAS_VERSIONS_CHECKED = ("3.15.1",)
 __all__ = ["KERAS_VERSIONS_CHECKED", "OperationCall", "application_helper_layers", "call_parameters",
            "elementwise_op_classes", "fill_in_arguments", "flat_call_arguments",
            "flatten_layers", "functional_of", "is_conv_transpose", "is_functional", "no_autocast",
-           "operation_calls", "own_variables", "renew_train_function"]
+           "operation_calls", "optimizer_slots", "own_variables", "renew_train_function"]
 
 
 # ----------------------------------------------------------------------------- models and their graphs
@@ -133,6 +133,19 @@ def renew_train_function(model: Any) -> None:
     so a callback that renews it there is heard).
     """
     model.make_train_function(force=True)
+
+
+def optimizer_slots(optimizer: Any, variable: Any) -> list:
+    """The optimizer's per-entry state of ``variable`` (SGD momentum, Adam's first and second moments...).
+
+    Relies on how Keras 3 names the slots it makes with ``add_variable_from_reference``:
+    ``f"{variable.path.replace('/', '_')}_{slot}"`` (e.g. ``conv_kernel_momentum``), with the variable's
+    shape. An optimizer that has not been built yet, or keeps no state, gives ``[]``.
+    """
+    prefix = variable.path.replace("/", "_") + "_"
+    shape = tuple(variable.shape)
+    return [v for v in getattr(optimizer, "variables", ())
+            if v.name.startswith(prefix) and tuple(v.shape) == shape]
 
 
 @contextlib.contextmanager

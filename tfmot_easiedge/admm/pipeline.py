@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any, Iterable
 import keras
 import numpy as np
 
+from tfmot_easiedge._progress import keras_verbose
 from tfmot_easiedge.admm._common import take_examples
+from tfmot_easiedge.admm.checkpoint import Checkpoints, merge_history
 from tfmot_easiedge.admm.divergence import StopOnNonFiniteLoss, TrainingDivergedError
 from tfmot_easiedge.admm.finetune import MaskedFineTune
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, DEFAULT_RHO, hard_prune, prune_filters, strip_pruning
 from tfmot_easiedge.admm.update import DEFAULT_RHO_MAX, ADMMUpdate
 from tfmot_easiedge.data.batches import input_rank, iterate_batches
 from tfmot_easiedge.data.checks import check_finite, check_finite_weights, non_finite_weight
+from tfmot_easiedge.graph.analysis import analyze
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.metrics.counting import count_macs, count_params
 from tfmot_easiedge.plan import PruningPlan
@@ -116,6 +119,9 @@ class EasiEdge:
             epochs and stays there, so that the removed weights are driven to zero whatever the number
             of epochs.
         zsteps_per_epoch: Z-steps per epoch with ``update_every="auto"`` (when the epoch length is known).
+        admm_options: ``penalty`` (``"proximal"`` or ``"loss"``, see :func:`prune_filters`) and keyword arguments
+            of :class:`ADMMUpdate` for the Z-step's search: ``rank_on``, ``score_ema``, ``freeze_after``,
+            ``stable_fraction``, ``freeze_rho``, ``reset_momentum``.
         min_update_interval: with ``update_every="auto"``, at least this many steps between Z-steps. The
             W-step must nearly converge between Z-steps: with SGD momentum 0.9 the removed weights settle
             in a few dozen steps, and shorter W-steps made the primal residual oscillate around 0.1-0.3
@@ -149,8 +155,12 @@ class EasiEdge:
                  update_every: int | str = "auto", calibration_size: int = 512, protect: Iterable[str] = (),
                  min_channels: int = 1, min_fraction: float = DEFAULT_MIN_FRACTION, round_to: int | None = None,
                  seed: int | None = 0, verbose: int = 1,
-                 zsteps_per_epoch: int = 2, min_update_interval: int = 50, recalibrate_bn: int = 2048):
+                 zsteps_per_epoch: int = 2, min_update_interval: int = 50, recalibrate_bn: int = 2048,
+                 admm_options: dict[str, Any] | None = None):
         self.budget = as_budget(budget)
+        # the Z-step's search (rank_on, score_ema, freeze_after, reset_momentum...) and the penalty's form
+        self.admm_options = dict(admm_options or {})
+        self.penalty = self.admm_options.pop("penalty", "proximal")
         self.importance = as_criterion(importance)
         self.rho, self.rho_growth, self.rho_max = rho, rho_growth, rho_max
         self.update_every = update_every
@@ -183,18 +193,28 @@ class EasiEdge:
     def run(self, model: keras.Model, train_data: Any, *, calibration_data: Any = None, admm_epochs: int = 10,
             finetune_epochs: int = 5, validation_data: Any = None, callbacks: Iterable[keras.callbacks.Callback] = (),
             batch_size: int | None = None,
-            steps_per_epoch: int | None = None) -> EasiEdgeResult:
+            steps_per_epoch: int | None = None, plan: PruningPlan | None = None,
+            checkpoints: Checkpoints | None = None) -> EasiEdgeResult:
         """Prunes ``model`` (compiled: its optimizer, loss and metrics are reused) and returns the result.
 
         ``admm_epochs=0`` skips ADMM: one projection of the trained weights (one-shot pruning), then
-        the masked fine-tune. ``model`` is not modified.
+        the masked fine-tune. ``model`` is not modified. ADMM and the fine-tune each get a fresh optimizer
+        from ``model``'s compile config, so a learning-rate schedule starts again for the fine-tune.
 
         A fit whose loss becomes NaN or inf is stopped at that step (:class:`StopOnNonFiniteLoss`) and the
         run raises :class:`TrainingDivergedError`; a slim model with a non-finite weight is never returned.
 
+        Args:
+            plan: apply this plan instead of choosing one: no scoring and no ADMM (``admm_epochs`` is not
+                used); the removed channels are set to zero, then the masked fine-tune and the slim model.
+            checkpoints: a :class:`~tfmot_easiedge.admm.checkpoint.Checkpoints` directory: a checkpoint is
+                saved after every epoch, and when the directory already holds one the run continues from it
+                (from the last finished epoch, its ADMM state, optimizer state and stage rows) instead of
+                starting over. The directory is left in place; remove it once the result is saved.
+
         Raises:
             ValueError: an uncompiled model, negative epochs, data that does not fit the model, inputs or
-                model weights holding NaN or inf, an impossible budget.
+                model weights holding NaN or inf, an impossible budget, a ``plan`` for another model.
             TrainingDivergedError: (a ``ValueError``) the loss or the weights became NaN or inf.
         """
         if admm_epochs < 0 or finetune_epochs < 0:
@@ -202,60 +222,92 @@ class EasiEdge:
         t_start = time.perf_counter()
         calib = _check_run(model, train_data, validation_data, calibration_data, self.calibration_size, self.seed)
         calib_data = calib[0] if calib[1] is None else calib
-        fit_kwargs = {"validation_data": validation_data, "verbose": self.verbose, "batch_size": batch_size,
-                      "steps_per_epoch": steps_per_epoch,
+        fit_kwargs = {"validation_data": validation_data, "verbose": keras_verbose(self.verbose),
+                      "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
                       "shuffle": isinstance(train_data, (tuple, list))}  # a dataset shuffles itself
         fit_args = _fit_args(train_data)
+        from_plan = plan is not None
+        if plan is not None:
+            plan.validate(analyze(model))
+            admm_epochs = 0
+        resumed = checkpoints.latest() if checkpoints is not None else None
+        done = resumed.epoch if resumed is not None else 0  # epochs finished before this call
         base_macs, base_params = count_macs(model), count_params(model)
-        stages = [self._baseline_stage(model, validation_data, fit_args, batch_size, base_macs, base_params)]
-
-        wrapped = prune_filters(model, self.budget, importance=self.importance, rho=self.rho, protect=self.protect,
-                                min_channels=self.min_channels, round_to=self.round_to,
-                                min_fraction=self.min_fraction)
-        wrapped.compile_from_config(model.get_compile_config())
+        if resumed is not None:
+            stages, history, wrapped = list(resumed.stages), dict(resumed.history), resumed.model
+        else:
+            stages = [self._baseline_stage(model, validation_data, fit_args, batch_size, base_macs, base_params)]
+            history = {}
+            wrapped = prune_filters(model, self.budget, importance=self.importance, rho=self.rho,
+                                    protect=self.protect, min_channels=self.min_channels, round_to=self.round_to,
+                                    min_fraction=self.min_fraction, penalty=self.penalty)
+            wrapped.compile_from_config(model.get_compile_config())
         update_every, growth = self.schedule(steps_per_epoch or _steps_per_epoch(train_data, batch_size), admm_epochs)
         update = ADMMUpdate(calib_data, self.budget, importance=self.importance, update_every=update_every,
                             rho_growth=growth, rho_max=self.rho_max,
-                            calibration_size=self.calibration_size, seed=self.seed or 0, verbose=self.verbose)
-        history: dict[str, dict] = {}
+                            calibration_size=self.calibration_size, seed=self.seed or 0, verbose=self.verbose,
+                            **self.admm_options)
+        in_finetune = resumed is not None and resumed.stage == "finetune"
         t0 = time.perf_counter()
-        if admm_epochs > 0:
-            guard = StopOnNonFiniteLoss("ADMM fit", verbose=self.verbose)
-            h = wrapped.fit(*fit_args, epochs=admm_epochs, callbacks=[guard, update, *callbacks], **fit_kwargs)
-            guard.check()
-            history["admm"] = dict(h.history)
-        else:  # one-shot: a single projection of the trained weights
-            update.set_model(wrapped)
-            update.on_train_begin()
-            update.on_train_end()
+        if plan is None and not in_finetune:
+            if admm_epochs > done:
+                update._steps = int(wrapped.optimizer.iterations.numpy())  # Z-steps keep their cadence on resume
+                guard = StopOnNonFiniteLoss("ADMM fit", verbose=self.verbose)
+                saving = [checkpoints.callback("admm", stages, history)] if checkpoints is not None else []
+                h = wrapped.fit(*fit_args, initial_epoch=done, epochs=admm_epochs,
+                                callbacks=[guard, update, *saving, *callbacks], **fit_kwargs)
+                guard.check()
+                history["admm"] = merge_history(history.get("admm"), h.history)
+            elif admm_epochs == 0:  # one-shot: a single projection of the trained weights
+                update.set_model(wrapped)
+                update.on_train_begin()
+                update.on_train_end()
+            stages.append(_stage("admm", wrapped, validation_data, base_macs, base_params,
+                                 note=f"after {admm_epochs} ADMM epochs; removed channels pulled towards zero, "
+                                      "still present" if admm_epochs else "one-shot: no ADMM training"))
         t_admm = time.perf_counter() - t0
-        stages.append(_stage("admm", wrapped, validation_data, base_macs, base_params,
-                             note=f"after {admm_epochs} ADMM epochs; removed channels pulled towards zero, "
-                                  "still present" if admm_epochs else "one-shot: no ADMM training"))
 
-        plan = hard_prune(wrapped)
-        small, _ = strip_pruning(wrapped)
-        slim_macs, slim_params = count_macs(small), count_params(small)
-        stages.append(_pruned_stage("hard_prune", wrapped, small, validation_data, fit_args, batch_size,
-                                    self.recalibrate_bn, slim_macs, slim_params,
-                                    note="removed channels set to zero, before fine-tuning"))
+        if in_finetune:
+            assert resumed is not None
+            plan = resumed.plan
+            small, _ = strip_pruning(wrapped)
+            slim_macs, slim_params = count_macs(small), count_params(small)
+        else:
+            plan = hard_prune(wrapped, plan)
+            small, _ = strip_pruning(wrapped)
+            slim_macs, slim_params = count_macs(small), count_params(small)
+            stages.append(_pruned_stage("hard_prune", wrapped, small, validation_data, fit_args, batch_size,
+                                        self.recalibrate_bn, slim_macs, slim_params,
+                                        note="the given plan applied (no scoring, no ADMM): removed channels set to "
+                                             "zero, before fine-tuning" if from_plan else
+                                             "removed channels set to zero, before fine-tuning"))
         t0 = time.perf_counter()
-        if finetune_epochs > 0:
+        first = admm_epochs  # fine-tune epochs are numbered after the ADMM ones
+        if finetune_epochs > 0 and first + finetune_epochs > done:
+            if done <= first and admm_epochs > 0:
+                # a fresh optimizer (the model's compile config again): the fine-tune starts its own learning-rate
+                # schedule and momentum instead of inheriting ADMM's end of schedule and its penalty's pull
+                wrapped.compile_from_config(model.get_compile_config())
             guard = StopOnNonFiniteLoss("fine-tune", verbose=self.verbose)
-            h = wrapped.fit(*fit_args, initial_epoch=admm_epochs, epochs=admm_epochs + finetune_epochs,
-                            callbacks=[guard, MaskedFineTune(plan, verbose=self.verbose), *callbacks], **fit_kwargs)
+            saving = [checkpoints.callback("finetune", stages, history, plan)] if checkpoints is not None else []
+            h = wrapped.fit(*fit_args, initial_epoch=max(first, done), epochs=first + finetune_epochs,
+                            callbacks=[guard, MaskedFineTune(plan, verbose=self.verbose), *saving, *callbacks],
+                            **fit_kwargs)
             guard.check()
-            history["finetune"] = dict(h.history)
+            history["finetune"] = merge_history(history.get("finetune"), h.history)
         t_ft = time.perf_counter() - t0
         stages.append(_stage("finetune", wrapped, validation_data, slim_macs, slim_params,
                              note=f"after {finetune_epochs} masked fine-tune epochs"))
 
-        small, plan, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, fit_args, batch_size,
-                                                      self.recalibrate_bn, stages)
+        small, final, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, fit_args, batch_size,
+                                                       self.recalibrate_bn, stages)
+        if from_plan and plan is not None:  # the plan as given: its budget and notes, not the wrapping's
+            final.budget = plan.budget if plan.budget is not None else final.budget
+            final.metadata = {**plan.metadata, "source": "given plan"}
         zs = update.zstep_seconds
         timings = {"admm_fit": t_admm, "zstep_total": float(sum(zs)), "zstep_mean": float(np.mean(zs)) if zs else 0.0,
                    "zsteps": len(zs), "finetune_fit": t_ft, **slim_timings, "total": time.perf_counter() - t_start}
-        return EasiEdgeResult(small, plan, stages, history, timings, wrapped, diff, dict(update.last))
+        return EasiEdgeResult(small, final, stages, history, timings, wrapped, diff, dict(update.last))
 
     def _baseline_stage(self, model, data, fit_args, batch_size, macs: int, params: int) -> dict[str, Any]:
         return _baseline_stage(model, data, fit_args, batch_size, macs, params, self.recalibrate_bn)

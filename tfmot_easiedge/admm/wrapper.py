@@ -6,11 +6,12 @@ budget), ``U`` (the scaled dual) and ``mask`` (1 where the entry belongs to a ke
 the keep-masks of its input and output channel positions, from which the pruning plan is read back, so a
 model saved mid-ADMM resumes with the same state.
 
-While training under :class:`~tfmot_easiedge.admm.update.ADMMUpdate` the wrapper adds
-``rho/2 · Σ ||W − Z + U||²`` over the entries of removed channels to the model's loss (see ``penalty``); under
-:class:`~tfmot_easiedge.admm.finetune.MaskedFineTune` it adds nothing and the optimizer re-applies the mask
-after every step. Fitting without either callback raises an error instead of silently training a model
-that is not being pruned.
+While training under :class:`~tfmot_easiedge.admm.update.ADMMUpdate` the wrapper applies ADMM's penalty
+``rho/2 · Σ ||W − Z + U||²`` on the entries of removed channels: by default (setting ``penalty="proximal"``) as
+a proximal step after every optimizer update (see ``_MaskWhenFineTuning``); with ``penalty="loss"`` it is added
+to the model's loss (see ``penalty``). Under :class:`~tfmot_easiedge.admm.finetune.MaskedFineTune` it adds
+nothing and the optimizer re-applies the mask after every step. Fitting without either callback raises an
+error instead of silently training a model that is not being pruned.
 
 The mode a callback attached is a variable (``mode``: 0 detached, 1 ADMM, 2 fine-tune), read inside the
 traced train step like tfmot's pruning step: switching from ADMM to fine-tuning does not retrace it.
@@ -33,19 +34,37 @@ _NOT_ATTACHED = ("this model was made by prune_filters; fit it with the tfmot_ea
 
 
 class _MaskWhenFineTuning:
-    """``w ↦ mask · original(w)`` while the wrapper fine-tunes, ``original(w)`` otherwise.
+    """``w ↦ mask · original(w)`` while the wrapper fine-tunes; under ADMM with the proximal penalty, the
+    proximal step of the penalty on the removed entries; ``original(w)`` otherwise.
 
     Installed on each tracked weight when the wrapper is built; the optimizer applies it after every
     step. It reads the mode variable in the graph, so the same compiled step serves both modes.
+
+    The proximal step is the exact minimiser of ``rho/2·||w' − (Z − U)||² + ||w' − w||²/(2η)`` on the
+    removed entries: ``w' = (w + p·(Z − U)) / (1 + p)`` with ``p = η·rho`` (the ``prox`` variable, which
+    :class:`~tfmot_easiedge.admm.update.ADMMUpdate` sets before every step). Unlike the same penalty added to
+    the loss, its pull does not pass through the optimizer's momentum (which made it overshoot and ring) and
+    it is stable for any ``p``.
     """
 
-    def __init__(self, mode, mask, original):
+    def __init__(self, mode, mask, original, *, z=None, u=None, prox=None):
         self.mode, self.mask, self.original = mode, mask, original
+        self.z, self.u, self.prox = z, u, prox
 
     def __call__(self, w):
         w = self.original(w) if self.original is not None else keras.ops.convert_to_tensor(w)
-        return keras.ops.cond(keras.ops.equal(self.mode.value, FINETUNE),
-                              lambda: w * keras.ops.cast(self.mask.value, w.dtype), lambda: w)
+        masked = lambda: w * keras.ops.cast(self.mask.value, w.dtype)  # noqa: E731
+        if self.prox is None:
+            return keras.ops.cond(keras.ops.equal(self.mode.value, FINETUNE), masked, lambda: w)
+
+        def proximal():
+            m = keras.ops.cast(self.mask.value, w.dtype)
+            p = keras.ops.cast(self.prox.value, w.dtype)
+            target = keras.ops.cast(self.z.value - self.u.value, w.dtype)
+            return m * w + (1.0 - m) * (w + p * target) / (1.0 + p)
+
+        return keras.ops.cond(keras.ops.equal(self.mode.value, FINETUNE), masked,
+                              lambda: keras.ops.cond(keras.ops.equal(self.mode.value, ADMM), proximal, lambda: w))
 
 
 @keras.saving.register_keras_serializable(package="tfmot_easiedge")
@@ -115,18 +134,37 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.rho = self.add_weight(name="rho", shape=(), initializer="zeros", trainable=False, autocast=False)
         self.zsteps = self.add_weight(name="zsteps", shape=(), initializer="zeros", trainable=False,
                                       autocast=False)
-        # made last: a model saved before the mode variable existed loads into the others (load_own_variables)
+        # added in this order across versions: a model saved before a variable existed loads into the ones
+        # before it (load_own_variables)
         self.mode = self.add_weight(name="mode", shape=(), dtype="int32", initializer="zeros", trainable=False,
                                     autocast=False)
-        for target, mask in zip(self.targets, self.mask):
-            target.constraint = _MaskWhenFineTuning(self.mode, mask, target.constraint)
+        #: eta·rho of the proximal penalty step, set by ADMMUpdate before every training step
+        self.prox = self.add_weight(name="prox", shape=(), initializer="zeros", trainable=False, autocast=False)
+        #: consecutive Z-steps whose support barely changed (ADMMUpdate freezes the support from a count on)
+        self.stable_zsteps = self.add_weight(name="stable_zsteps", shape=(), initializer="zeros", trainable=False,
+                                             autocast=False)
+        proximal = self.proximal
+        for target, mask, z, u in zip(self.targets, self.mask, self.z, self.u):
+            extra = {"z": z, "u": u, "prox": self.prox} if proximal else {}
+            target.constraint = _MaskWhenFineTuning(self.mode, mask, target.constraint, **extra)
         self.built = True
+
+    @property
+    def proximal(self) -> bool:
+        """Whether the penalty is applied as a proximal step (setting ``penalty``, default) or in the loss."""
+        kind = self.settings.get("penalty", "proximal")
+        if kind not in ("proximal", "loss"):
+            raise ValueError(f"penalty must be 'proximal' or 'loss', got {kind!r}")
+        return kind == "proximal"
 
     def load_own_variables(self, store: Mapping[str, Any]) -> None:
         """Loads the saved state, then detaches: a callback attached at save time is not attached now."""
         own = kc.own_variables(self)
-        if len(store.keys()) == len(own) - 1:  # saved before the mode variable existed
-            for i, v in enumerate(own[:-1]):
+        n = len(store.keys())
+        if n < len(own):  # saved before the last variables existed (mode, prox, stable_zsteps): they keep defaults
+            if n < len(own) - 3:
+                raise ValueError(f"{self.name}: the saved ADMM state has {n} variables, expected {len(own)}")
+            for i, v in enumerate(own[:n]):
                 v.assign(store[f"{i}"])
         else:
             super().load_own_variables(store)
@@ -150,9 +188,10 @@ class ADMMWrapper(keras.layers.Wrapper):
     def call(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
         if training:
             self._check_attached()
-            penalty = keras.ops.cond(keras.ops.equal(self.mode.value, ADMM), self.penalty,
-                                     lambda: keras.ops.zeros((), "float32"))
-            self.add_loss(penalty)
+            if not self.proximal:
+                penalty = keras.ops.cond(keras.ops.equal(self.mode.value, ADMM), self.penalty,
+                                         lambda: keras.ops.zeros((), "float32"))
+                self.add_loss(penalty)
         params = kc.call_parameters(self.layer)
         kwargs = {k: v for k, v in kwargs.items() if k in params and v is not None}
         if self._layer_takes_training:

@@ -240,14 +240,15 @@ class ExactIG(_Builtin):
 
 
 class Norm(_Builtin):
-    """The filter's L1 (``p=1``) or L2 (``p=2``) norm, averaged over a group's producers; no data needed.
+    """The filter's L1 (``p=1``) or L2 (``p=2``) norm, averaged over a group's producers and divided by the
+    group's mean (``normalize="mean"``, default; ``None`` for raw norms); no data needed.
 
     Example:
         >>> Norm(p=2).name
         'l2'
     """
 
-    needs_data, units = False, "weight norm"
+    needs_data, units = False, "weight norm / group mean"
     module = "tfmot_easiedge.importance.baselines"
 
     def __init__(self, p: int = 1, **options: Any):

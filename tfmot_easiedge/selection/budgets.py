@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
@@ -112,9 +113,31 @@ class RatioBudget(Budget):
 
 @dataclasses.dataclass(frozen=True)
 class FilterBudget(RatioBudget):
-    """Remove ``ratio`` of all prunable filters (channels of prunable groups); exactly ``floor(ratio·N)``."""
+    """Remove ``ratio`` of the model's filters, counted per producer (a residual channel cut from ten
+    convolutions is ten filters) and, by default, convolution filters only (``count="conv"``; ``"all"`` counts
+    Dense units too, ``"channels"`` each channel of a prunable group once, as before issue 14); see
+    :class:`~tfmot_easiedge.selection.cost.FilterCost`.
+
+    Example:
+        >>> FilterBudget(0.5), as_budget("filters:0.5:all")
+        (FilterBudget(ratio=0.5), FilterBudget(ratio=0.5, count='all'))
+        >>> FilterBudget(0.5, count="all").describe()
+        {'kind': 'filters', 'ratio': 0.5, 'count': 'all'}
+    """
 
     kind: ClassVar[str] = "filters"
+    count: str = "conv"
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tfmot_easiedge.selection.cost import FILTER_COUNTS
+
+        if self.count not in FILTER_COUNTS:
+            raise ValueError(f"filter count must be one of {FILTER_COUNTS}, got {self.count!r}")
+
+    def __repr__(self) -> str:
+        extra = "" if self.count == "conv" else f", count={self.count!r}"
+        return f"FilterBudget(ratio={self.ratio!r}{extra})"
 
     @property
     def uniform_ratio(self) -> float | None:
@@ -123,10 +146,18 @@ class FilterBudget(RatioBudget):
     def cost_model(self, analysis: ModelAnalysis) -> CostModel:
         from tfmot_easiedge.selection.cost import FilterCost
 
-        return FilterCost(analysis)
+        return FilterCost(analysis, self.count)
 
     def target(self, cost: CostModel, full_cost: float) -> float:
         return full_cost - math.floor(self.ratio * full_cost)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ratio": self.ratio, **({} if self.count == "conv" else {"count": self.count})}
+
+    @classmethod
+    def from_text(cls, value: str) -> Budget:
+        ratio, _, count = value.partition(":")
+        return cls(_ratio_from_text(ratio), count.strip().lower() or "conv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,10 +275,26 @@ def as_budget(spec: BudgetSpec) -> Budget:
     if isinstance(spec, Mapping):
         kind = spec.get("kind")
         if kind not in _KINDS:
+            _import_registering_module(spec)
+        if kind not in _KINDS:
             raise ValueError(f"budget {dict(spec)!r}: unknown kind {kind!r}; known kinds are {sorted(_KINDS)} "
                              "(register a new one with tfmot_easiedge.selection.register_budget)")
         return _KINDS[kind].from_description(spec)
     raise TypeError(f"budget must be {_FORMS}; got {type(spec).__name__} {spec!r}")
+
+
+class BudgetRefused(ValueError):
+    """A budget text of a known kind that is refused with its own message (``parse_budget`` passes it on),
+    e.g. ``"latency:0.5"`` without the latency table it needs."""
+
+
+def _import_registering_module(description: Mapping[str, Any]) -> None:
+    """Imports the module a ``describe()`` dict names (``"module"``), which registers its kind: a budget of the
+    edge toolkit (``tfmot_easiedge.latency``) restored from a plan or an ADMM wrapper's config in a process
+    that never imported it. Only modules of this package: a config read from a file imports nothing else."""
+    module = description.get("module")
+    if isinstance(module, str) and module.startswith("tfmot_easiedge."):
+        importlib.import_module(module)
 
 
 def parse_budget(text: str) -> Budget:
@@ -268,7 +315,7 @@ def parse_budget(text: str) -> Budget:
     try:
         return _KINDS[kind].from_text(value)
     except ValueError as e:
-        if "ratio must be" in str(e) or "reduction factor" in str(e):
+        if isinstance(e, BudgetRefused) or "ratio must be" in str(e) or "reduction factor" in str(e):
             raise
         raise ValueError(f"budget {text!r} does not parse: expected 'KIND:RATIO' (a share in [0, 1)) or "
                          "'KIND:Nx' (N times smaller)") from None

@@ -115,3 +115,16 @@ def test_scores_are_averaged_across_zsteps():
     np.testing.assert_allclose(first["g"], [1.0, 0.0])
     np.testing.assert_allclose(second["g"], [0.5, 0.5])
     assert te.ADMMUpdate(score_ema=0.0)._smoothed({"g": np.array([3.0])})["g"][0] == 3.0
+
+
+def test_easiedge_passes_the_search_options_on(data):
+    keras.utils.set_random_seed(0)
+    m = zoo.tiny_cnn()
+    m.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    r = te.EasiEdge("filters:0.5", importance="l1", verbose=0,
+                    admm_options={"penalty": "loss", "rank_on": "w_plus_u", "freeze_after": None}).run(
+        m, data, admm_epochs=1, finetune_epochs=1, batch_size=16)
+    assert PruningState(r.masked_model).wrappers[0].settings["penalty"] == "loss"
+    assert "admm_support_jaccard" in r.history["admm"] and r.slim_max_abs_diff < 1e-4
+    with pytest.raises(TypeError):
+        te.EasiEdge("filters:0.5", admm_options={"no_such_option": 1}).run(m, data, admm_epochs=1)

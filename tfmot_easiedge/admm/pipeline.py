@@ -246,12 +246,12 @@ class EasiEdge:
         update = ADMMUpdate(calib_data, self.budget, importance=self.importance, update_every=update_every,
                             rho_growth=growth, rho_max=self.rho_max,
                             calibration_size=self.calibration_size, seed=self.seed or 0, verbose=self.verbose,
+                            initial_step=int(wrapped.optimizer.iterations.numpy()),  # a resumed run keeps its cadence
                             **self.admm_options)
         in_finetune = resumed is not None and resumed.stage == "finetune"
         t0 = time.perf_counter()
         if plan is None and not in_finetune:
             if admm_epochs > done:
-                update._steps = int(wrapped.optimizer.iterations.numpy())  # Z-steps keep their cadence on resume
                 guard = StopOnNonFiniteLoss("ADMM fit", verbose=self.verbose)
                 saving = [checkpoints.callback("admm", stages, history)] if checkpoints is not None else []
                 h = wrapped.fit(*fit_args, initial_epoch=done, epochs=admm_epochs,

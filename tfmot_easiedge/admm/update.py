@@ -90,6 +90,8 @@ class ADMMUpdate(keras.callbacks.Callback):
         stable_fraction: see ``freeze_after``.
         score_ema: the scores ranked at a Z-step are ``score_ema·previous + (1 − score_ema)·new`` (per-channel
             scores; damage curves are not averaged); 0 ranks the new scores alone.
+        initial_step: training steps already run before this fit (a resumed run: ``optimizer.iterations``), so
+            that Z-steps every ``update_every`` steps keep their cadence.
         reset_momentum: zero the optimizer state (momentum, Adam moments) of the entries whose channel changed
             side at a Z-step, so that a returning channel is not pushed by the pull that was removing it.
         recalibrate_bn: before each scoring pass, re-estimate the BatchNorm moving statistics on the
@@ -122,7 +124,8 @@ class ADMMUpdate(keras.callbacks.Callback):
                  calibration_size: int = 512, batch_size: int = 64, seed: int = 0, verbose: int = 1,
                  rank_on: str = "w", freeze_rho: float | None = None,
                  freeze_after: int | None = DEFAULT_FREEZE_AFTER, stable_fraction: float = DEFAULT_STABLE_FRACTION,
-                 score_ema: float = DEFAULT_SCORE_EMA, reset_momentum: bool = True, recalibrate_bn: bool = True):
+                 score_ema: float = DEFAULT_SCORE_EMA, reset_momentum: bool = True, recalibrate_bn: bool = True,
+                 initial_step: int = 0):
         super().__init__()
         if freeze_after is not None and not (isinstance(freeze_after, int) and freeze_after > 0):
             raise ValueError(f"freeze_after must be a positive number of Z-steps or None, got {freeze_after!r}")
@@ -153,7 +156,7 @@ class ADMMUpdate(keras.callbacks.Callback):
         self.last: dict[str, float] = {}
         self.plan: PruningPlan | None = None
         self._state: PruningState | None = None
-        self._steps = 0
+        self._steps = int(initial_step)
 
     # ------------------------------------------------------------------ Keras hooks
     def on_train_begin(self, logs: dict | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 
 from tfmot_easiedge.latency.table import LatencyTable
-from tfmot_easiedge.selection.budgets import Budget, BudgetRefused, as_budget, register_budget
+from tfmot_easiedge.selection.budgets import Budget, BudgetRefused, as_budget, ratio_from_text, register_budget
 from tfmot_easiedge.selection.cost import CostModel
 
 if TYPE_CHECKING:
@@ -77,16 +77,6 @@ class LatencyCost(CostModel):
             reachable = kept - d >= 1  # a lookahead past the last channel says nothing
             best = np.where(reachable | (d == 1), np.maximum(best, slope), best)
         return best
-
-
-def _ratio(text: str) -> float:
-    """``"0.5"`` -> 0.5, ``"2x"`` (twice as fast) -> 0.5."""
-    if text.endswith("x"):
-        factor = float(text[:-1])
-        if not factor >= 1.0:
-            raise ValueError(f"a speed-up factor must be >= 1 (e.g. 'latency:2x' for twice as fast), got {text!r}")
-        return 1.0 - 1.0 / factor
-    return float(text)
 
 
 def _as_table(table: Any) -> LatencyTable:
@@ -175,7 +165,7 @@ class LatencyBudget(Budget):
         try:
             if text.endswith("ms"):
                 return cls(target_ms=float(text[:-2]), table=table)
-            return cls(ratio=_ratio(text), table=table)
+            return cls(ratio=ratio_from_text(text, example="'latency:2x' for twice as fast"), table=table)
         except ValueError as e:
             if "latency" in str(e) or "ratio" in str(e) or "factor" in str(e) or "target_ms" in str(e):
                 raise

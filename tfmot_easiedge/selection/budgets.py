@@ -69,7 +69,7 @@ class Budget:
     @classmethod
     def from_text(cls, value: str) -> Budget:
         """The budget of the part after ``kind:`` in a budget string."""
-        return cls(_ratio_from_text(value))  # type: ignore[call-arg]  # a subclass taking a ratio uses this default
+        return cls(ratio_from_text(value))  # type: ignore[call-arg]  # a subclass taking a ratio uses this default
 
 
 def channel_floor(size: int, min_channels: int, min_fraction: float) -> int:
@@ -82,13 +82,19 @@ def channel_floor(size: int, min_channels: int, min_fraction: float) -> int:
     return max(min_channels, int(math.ceil(min_fraction * size - 1e-9)))
 
 
-def _ratio_from_text(value: str) -> float:
-    """``"0.75"`` -> 0.75; ``"4x"`` (4 times smaller) -> 0.75."""
+def ratio_from_text(value: str, *, example: str = "'4x' for 4 times smaller") -> float:
+    """The share removed, from ``"0.75"`` or a factor ``"4x"`` (4 times smaller: 0.75); shared by every budget
+    kind that parses a ratio (``example`` names the kind's factor in the error).
+
+    Example:
+        >>> ratio_from_text("0.75"), ratio_from_text("4x")
+        (0.75, 0.75)
+    """
     text = value.strip().lower()
     if text.endswith("x"):
         factor = float(text[:-1])
         if not factor >= 1.0:
-            raise ValueError(f"a reduction factor must be >= 1 (e.g. '4x' for 4 times smaller), got {value!r}")
+            raise ValueError(f"a reduction factor must be >= 1 (e.g. {example}), got {value!r}")
         return 1.0 - 1.0 / factor
     return float(text)
 
@@ -157,7 +163,7 @@ class FilterBudget(RatioBudget):
     @classmethod
     def from_text(cls, value: str) -> Budget:
         ratio, _, count = value.partition(":")
-        return cls(_ratio_from_text(ratio), count.strip().lower() or "conv")
+        return cls(ratio_from_text(ratio), count.strip().lower() or "conv")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 __all__ = [
     "atomic_output",
     "check_target",
+    "read_json",
     "size_on_disk",
     "sweep_leftovers",
     "write_json_atomic",
@@ -151,6 +152,28 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, overwrite: bool = F
     """
     text = json.dumps(data, indent=indent, allow_nan=False) + "\n"
     return write_text_atomic(path, text, overwrite=overwrite)
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON in ``path``; a file that is not UTF-8 JSON raises ``ValueError`` naming ``what`` (one line).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not JSON.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "bad.json"
+        >>> _ = p.write_text("{")
+        >>> read_json(p, "a plan")
+        Traceback (most recent call last):
+        ...
+        ValueError: a plan is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what} is not JSON ({e})") from None
 
 
 def _process_alive(pid: int) -> bool:

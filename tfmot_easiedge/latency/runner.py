@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import gc
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tfmot_easiedge._files import read_json
 from tfmot_easiedge.latency.table import LatencyTable, check_monotone, detect_step, interpolate
 
 #: The ``format`` field of a profile directory's ``manifest.json``, and the version written and read.
@@ -114,10 +114,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ValueError(f"{directory} is not a profile directory: no {MANIFEST} (write one with easiedge profile)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not JSON ({e})") from None
+    manifest = read_json(path, str(path))
     if not isinstance(manifest, dict) or manifest.get("format") != PROFILE_FORMAT:
         raise ValueError(f"{path} is not a tfmot-easiedge profile manifest")
     if manifest.get("format_version") != PROFILE_VERSION:

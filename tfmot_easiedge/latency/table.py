@@ -24,14 +24,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tfmot_easiedge._files import write_json_atomic
+from tfmot_easiedge._files import read_json, write_json_atomic
 
 #: The ``format`` field of a table file, and the version this code reads and writes.
 TABLE_FORMAT = "tfmot_easiedge.latency_table"
@@ -220,10 +219,7 @@ class LatencyTable:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no latency table at {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"latency table {path} is not JSON ({e})") from None
+        data = read_json(path, f"latency table {path}")
         table = cls.from_dict(data, what=f"latency table {path}")
         if runtime is not None:
             table.check_runtime(runtime)

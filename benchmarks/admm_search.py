@@ -124,9 +124,9 @@ def run_arm(name: str, net: str, budget: str, *, epochs: int, lr: float, batch: 
     after = _accuracy_bn(slim, data["bn"], data["x_test"], data["y_test"])
     one_shot = te.slim(model, first["plan"])
     one_shot_acc = _accuracy_bn(one_shot, data["bn"], data["x_test"], data["y_test"])
-    return {"arm": name, "settings": {k: v for k, v in arm.items()}, "rho_growth": growth, "zsteps": rows and [
-        {k: v for k, v in r.items() if k != "support"} for r in rows], "history": {k: [float(x) for x in v] for k, v in
-                                                                              h.history.items()},
+    return {"arm": name, "settings": dict(arm), "rho_growth": growth,
+            "zsteps": [{k: v for k, v in r.items() if k != "support"} for r in rows],
+            "history": {k: [float(x) for x in v] for k, v in h.history.items()},
             "accuracy_before_hard_prune": before, "accuracy_hard_prune": after,
             "hard_prune_drop": before - after, "accuracy_one_shot_no_ft": one_shot_acc,
             "jaccard_final_vs_one_shot": _jaccard(_support(plan), first["support"]),

@@ -112,7 +112,9 @@ def test_a_latency_budget_plan_is_within_its_target(profiled, budget):
 
 def test_the_budget_round_trips_through_describe_and_the_admm_wrapper(profiled, tmp_path):
     model, _, _, table = profiled
-    budget = LatencyBudget(0.1, table=table)
+    # a small share: on a quiet machine the tiny net's fixed per-operator costs leave only ~7% of its measured
+    # latency prunable under the 10% channel floor (10% was refused there, passed under load)
+    budget = LatencyBudget(0.02, table=table)
     assert te.as_budget(budget.describe()) == budget
     assert te.as_budget(json.loads(json.dumps(budget.describe()))) == budget
     wrapped = te.prune_filters(model, budget, importance="l1")
@@ -123,7 +125,7 @@ def test_the_budget_round_trips_through_describe_and_the_admm_wrapper(profiled, 
     code = ("import json, sys\nfrom tfmot_easiedge.selection.budgets import as_budget\n"
             f"b = as_budget(json.load(open({str(tmp_path / 'b.json')!r})))\nprint(type(b).__name__, b.ratio)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
-    assert done.returncode == 0 and "LatencyBudget 0.1" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0 and "LatencyBudget 0.02" in done.stdout, done.stderr[-2000:]
 
 
 def test_the_device_profiler_needs_neither_tensorflow_nor_keras(profiled, tmp_path):

@@ -210,3 +210,14 @@ def test_cli_analyze_prune_export_on_every_file_kind(name, files, npz, tmp_path,
     code, out, err = _cli(capsys, "export", run / "model.keras", "--to", "tflite", "--out", exp, "--quiet")
     assert code == 0, err
     assert any(p.suffix == ".tflite" for p in exp.iterdir())
+    # the plan that run wrote, applied again with --plan to the same file: the same widths
+    again = tmp_path / "again"
+    code, out, err = _cli(capsys, "prune", files[name], "--data", npz, "--plan", run / "plan.json",
+                          "--finetune-epochs", "1", "--batch-size", "16", "--out", again, "--quiet")
+    if name == "nested" and code == 2 and "does not exist in model" in err:
+        # known, open: the ADMM wrapping inlines nested models, so the plan it writes names groups 'conv1' where
+        # te.analyze(model) of the nested original says 'backbone/conv1'; the plan does not apply to its own model
+        pytest.xfail("a nested model's written plan uses the inlined group ids, not the model's own")
+    assert code == 0, err
+    planned = keras.saving.load_model(again / "model.keras", safe_mode=True)
+    assert te.count_params(planned) == te.count_params(slim_model)

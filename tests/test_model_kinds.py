@@ -154,6 +154,10 @@ def test_easiedge_run_on_every_kind(kind_model, data):
     assert te.count_params(result.model) < te.count_params(model), kind
     assert result.slim_max_abs_diff < 1e-4, kind
     assert result.model.predict(data[0][:4], verbose=0).shape == (4, CLASSES)
+    # the plan names the model's own groups (a nested model's `backbone/conv1`, not the inlined `conv1`)
+    assert set(result.plan.kept) == set(te.analyze(model).prunable_groups), kind
+    again = te.slim(model, result.plan)
+    assert te.count_params(again) == te.count_params(result.model), kind
 
 
 def test_prune_filters_and_strip_pruning_on_every_kind(kind_model, data):
@@ -166,6 +170,11 @@ def test_prune_filters_and_strip_pruning_on_every_kind(kind_model, data):
     small, stripped_plan = te.strip_pruning(wrapped)
     assert stripped_plan.kept == plan.kept
     assert sum(g.size for g in te.analyze(small).prunable_groups.values()) == 10, kind
+    # the plan read back applies to the original model, and a plan of the original to a fresh wrapping
+    plan.validate(te.analyze(model))
+    assert te.count_params(te.slim(model, plan)) == te.count_params(small), kind
+    fresh = te.prune_filters(model, te.FilterBudget(0.5), importance="l1")
+    assert te.hard_prune(fresh, plan).kept == plan.kept
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
@@ -214,10 +223,19 @@ def test_cli_analyze_prune_export_on_every_file_kind(name, files, npz, tmp_path,
     again = tmp_path / "again"
     code, out, err = _cli(capsys, "prune", files[name], "--data", npz, "--plan", run / "plan.json",
                           "--finetune-epochs", "1", "--batch-size", "16", "--out", again, "--quiet")
-    if name == "nested" and code == 2 and "does not exist in model" in err:
-        # known, open: the ADMM wrapping inlines nested models, so the plan it writes names groups 'conv1' where
-        # te.analyze(model) of the nested original says 'backbone/conv1'; the plan does not apply to its own model
-        pytest.xfail("a nested model's written plan uses the inlined group ids, not the model's own")
     assert code == 0, err
     planned = keras.saving.load_model(again / "model.keras", safe_mode=True)
     assert te.count_params(planned) == te.count_params(slim_model)
+
+
+def test_with_group_ids_renames_and_refuses_unknown_or_colliding_ids():
+    analysis = te.analyze(_nested())
+    renamed = analysis.with_group_ids({"backbone/conv1": "first"})
+    assert set(renamed.prunable_groups) == {"first", "block/conv2"}
+    assert renamed.groups["first"].id == "first" and renamed.fingerprint != analysis.fingerprint
+    tid = analysis.graph.nodes[0].outputs[0]
+    assert renamed.positions(tid)[0][0] == "first"
+    with pytest.raises(ValueError, match="not in model"):
+        analysis.with_group_ids({"nope": "x"})
+    with pytest.raises(ValueError, match="same id"):
+        analysis.with_group_ids({"backbone/conv1": "block/conv2"})

@@ -47,7 +47,9 @@ class PruningState:
     Attributes:
         wrappers: the model's :class:`ADMMWrapper` layers.
         view: the same model without wrappers (shared weights), which importance criteria score.
-        analysis: the view's channel analysis (group ids are the original model's).
+        analysis: the view's channel analysis, its group ids the original model's (a nested original's
+            ``backbone/conv1``, not the inlined ``conv1``), so plans read from and given to the wrappers
+            apply to the original model as well.
         nodes: the view's graph node of each wrapper's layer.
     """
 
@@ -57,10 +59,11 @@ class PruningState:
             raise ValueError(f"model {model.name!r} has no ADMM wrappers: make it with "
                              "tfmot_easiedge.prune_filters(model, budget) first")
         self.view = unwrapped_view(model)
-        self.analysis = analyze(self.view)
+        self.settings = dict(self.wrappers[0].settings)
+        # a nested original was inlined: its group ids (``backbone/conv1``) are kept in the settings
+        self.analysis = analyze(self.view).with_group_ids(dict(self.settings.get("group_ids") or {}))
         by_layer = {id(n.layer): n for n in self.analysis.graph.nodes}
         self.nodes = [by_layer[id(w.layer)] for w in self.wrappers]
-        self.settings = dict(self.wrappers[0].settings)
 
     # ------------------------------------------------------------------ plan <-> wrapper state
     def masks(self, plan: PruningPlan) -> list[list[np.ndarray]]:
@@ -106,3 +109,19 @@ class PruningState:
 def _keep_vector(analysis, tid, kept, size) -> np.ndarray:
     m = analysis.keep_mask(tid, kept)
     return np.ones(size, "float32") if m is None else m.astype("float32")
+
+
+def original_group_ids(original: ModelAnalysis, inlined: ModelAnalysis) -> dict[str, str]:
+    """``{inlined group id: original group id}`` where they differ (a nested original's ``backbone/conv1``).
+
+    Both analyses come from the same graph (the wrapping copies the original's inlined graph node by node),
+    so their groups come in the same order with the same sizes.
+
+    Raises:
+        RuntimeError: the two analyses do not have the same groups (a bug in the wrapping).
+    """
+    a, b = list(original.groups.values()), list(inlined.groups.values())
+    if len(a) != len(b) or any(x.size != y.size for x, y in zip(a, b)):
+        raise RuntimeError(f"the wrapped copy of {original.graph.model_name!r} has other channel groups than the "
+                           "model: please report this")
+    return {y.id: x.id for x, y in zip(a, b) if x.id != y.id}

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterable
 import keras
 import numpy as np
 
-from tfmot_easiedge.admm._state import PRUNABLE_SUFFIX, PruningState, weight_masks
+from tfmot_easiedge.admm._state import PRUNABLE_SUFFIX, PruningState, original_group_ids, weight_masks
 from tfmot_easiedge.admm.wrapper import ADMMWrapper
 from tfmot_easiedge.graph.analysis import analyze
 from tfmot_easiedge.importance.criterion import as_criterion
@@ -108,7 +108,12 @@ def prune_filters(model: keras.Model, budget: BudgetSpec, *, importance: Criteri
         return ADMMWrapper(layer, tracked[node.index], settings, name=f"admm_{layer.name}")
 
     wrapped = rebuild(model, analysis, copy_layer, suffix=PRUNABLE_SUFFIX, wrap=wrap)
-    for w in PruningState(wrapped).wrappers:
+    state = PruningState(wrapped)
+    # a nested model was inlined: its plans keep the original's group ids (``backbone/conv1``, not ``conv1``)
+    ids = original_group_ids(analysis, state.analysis)
+    for w in state.wrappers:
+        if ids:
+            w.settings["group_ids"] = ids
         for target, z in zip(w.targets, w.z):
             z.assign(np.asarray(target.numpy(), dtype="float32"))
         w.rho.assign(float(rho))

@@ -103,6 +103,26 @@ class ModelAnalysis:
             keep_sets[gid][np.asarray(kept[gid], dtype=np.int64)] = True
         return np.array([keep_sets[g][c] if g in keep_sets else True for g, c in zip(gids, chans)], dtype=bool)
 
+    def with_group_ids(self, ids: dict[str, str]) -> ModelAnalysis:
+        """The same analysis with group ids renamed by ``ids`` (``{old: new}``; ids not in it kept).
+
+        ADMM wraps a nested model into a flat one whose groups are named by the inlined layers (``conv1``);
+        renamed to the original's ids (``backbone/conv1``), plans read from the wrappers apply to the original.
+
+        Raises:
+            ValueError: an id not in the analysis, or two groups renamed to one id.
+        """
+        unknown = sorted(set(ids) - set(self.groups))
+        if unknown:
+            raise ValueError(f"cannot rename groups {unknown[:3]}: not in model {self.graph.model_name!r}")
+        new = {gid: ids.get(gid, gid) for gid in self.groups}
+        if len(set(new.values())) != len(new):
+            raise ValueError("renaming groups would give two groups the same id")
+        groups = {new[gid]: dataclasses.replace(g, id=new[gid]) for gid, g in self.groups.items()}
+        space_group = {s: new[g] for s, g in self._space_group.items()}
+        return ModelAnalysis(self.graph, groups, self.stops, self.tensor_maps, self.rules, space_group,
+                             self._space_channel)
+
     def prunable_share(self) -> float:
         """Fraction of all filters (producer output channels) that lie in prunable groups."""
         total = sum(g.size for g in self.groups.values() if g.producers)

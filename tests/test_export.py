@@ -288,8 +288,8 @@ BASELINES = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "baseli
                 ids=["resnet20", "vgg16_bn"])
 def cifar_slim(request, cifar_arrays):
     """A committed trained baseline (87% top-1), 30% of its MACs (ResNet-20) or filters (VGG) removed by a global
-    TBAA selection (every group keeps >= 10%), BatchNorm statistics re-estimated on 2,048 training images; no fine-tune, so the fixture is
-    deterministic and takes seconds, not the minutes of training a net for it.
+    TBAA selection (every group keeps >= 10%), BatchNorm statistics re-estimated on 2,048 training images; no
+    fine-tune, so the fixture is deterministic and takes seconds, not the minutes of training a net for it.
 
     Measured 2026-12-02 (2-core EPYC, LiteRT as installed): slim ResNet-20 81.7% top-1 on the 1,000 test
     images, int8 agreement 98.55%; slim VGG-16-BN 76.9% and 99.25%. The earlier fixture (two nets trained 5

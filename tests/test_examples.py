@@ -58,7 +58,7 @@ def test_saved_model_to_tflite_int8(tmp_path):
     assert r["speedup"] == pytest.approx(orig["median_ms"] / slim["median_ms"])
 
 
-@pytest.mark.slow  # about 100 s of CPU: Keras traces MobileNetV2's train step once
+@pytest.mark.slow  # ~40 s: two TFLite conversions of MobileNetV2 (--tiny trains nothing)
 def test_keras_application_mobilenetv2(tmp_path):
     out = tmp_path / "mnv2"
     stdout, r = _run_example("keras_application.py", out)

@@ -348,6 +348,29 @@ def test_easiedge_measures_the_baseline_like_the_slim_model(data):
     te.recalibrate_batchnorm(copy, data[0], max_examples=64, batch_size=16)
     assert base["accuracy"] == top1_accuracy(copy, val)
     assert all(s["note"] for s in r.stages)
+
+
+@pytest.mark.parametrize("pipeline", ["easiedge", "oneshot"])
+def test_batchnorm_is_re_estimated_on_the_recalibration_data_when_given(pipeline, data):
+    """``recalibration_data`` (e.g. augmented images when the training data are clean arrays) is what every
+    stage's BatchNorm statistics are re-estimated on; the training data stay what the fine-tune fits."""
+    m = zoo.tiny_cnn(seed=0)
+    m.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    other = (np.clip(data[0][::-1] * 0.5 + 0.25, 0, 1).astype("float32"), data[1][::-1])
+    val = (data[0][:48], data[1][:48])
+    make = (te.EasiEdge("filters:0.5", importance="l1", verbose=0, recalibrate_bn=64) if pipeline == "easiedge"
+            else te.OneShot("filters:0.5", importance="l1", verbose=0, recalibrate_bn=64))
+    kwargs = {"admm_epochs": 0} if pipeline == "easiedge" else {}
+    r = make.run(m, data, validation_data=val, finetune_epochs=0, batch_size=16, recalibration_data=other, **kwargs)
+    copy = keras.models.clone_model(m)
+    copy.set_weights(m.get_weights())
+    te.recalibrate_batchnorm(copy, other[0], max_examples=64, batch_size=16)
+    assert r.stage("baseline")["accuracy"] == top1_accuracy(copy, val)
+    bn = next(layer for layer in r.model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    plain = make.run(m, data, validation_data=val, finetune_epochs=0, batch_size=16, **kwargs)
+    bn_plain = plain.model.get_layer(bn.name)
+    assert plain.plan == r.plan  # the same channels: only the statistics differ
+    assert not np.allclose(bn.moving_mean.numpy(), bn_plain.moving_mean.numpy())
     assert {s["stage"]: s["batchnorm"] for s in r.stages}["finetune"] == "as trained"
     off = te.EasiEdge("filters:0.5", importance="l1", verbose=0, recalibrate_bn=0).run(
         m, data, validation_data=val, admm_epochs=0, finetune_epochs=0)

@@ -94,7 +94,7 @@ class OneShot:
     def run(self, model: keras.Model, train_data: Any, validation_data: Any = None, *, calibration_data: Any = None,
             finetune_epochs: int = 5, epochs_between: int = 1, callbacks: Iterable[keras.callbacks.Callback] = (),
             batch_size: int | None = None,
-            steps_per_epoch: int | None = None) -> EasiEdgeResult:
+            steps_per_epoch: int | None = None, recalibration_data: Any = None) -> EasiEdgeResult:
         """Prunes ``model`` (compiled: its optimizer, loss and metrics are reused); ``model`` is not modified.
 
         Args:
@@ -106,6 +106,9 @@ class OneShot:
             epochs_between: masked fine-tune epochs after each earlier round (iterative pruning).
             callbacks: more Keras callbacks for every fit.
             batch_size, steps_per_epoch: as in ``fit``.
+            recalibration_data: what BatchNorm statistics are re-estimated on for every stage (default
+                ``train_data``): images augmented like training when ``train_data`` is plain arrays (see
+                ``EasiEdge.run``).
 
         Returns:
             An :class:`~tfmot_easiedge.admm.pipeline.EasiEdgeResult` with the stages ``baseline``, then
@@ -127,11 +130,12 @@ class OneShot:
         if criterion.needs_labels and calib[1] is None:
             raise ValueError(f"importance {criterion.name!r} needs labelled calibration data (x, y)")
         fit_args = _fit_args(train_data)
+        recal_args = fit_args if recalibration_data is None else _fit_args(recalibration_data)
         fit_kwargs = {"validation_data": validation_data, "verbose": keras_verbose(self.verbose),
                       "batch_size": batch_size,
                       "steps_per_epoch": steps_per_epoch, "shuffle": isinstance(train_data, (tuple, list))}
         base_macs, base_params = count_macs(model), count_params(model)
-        stages = [_baseline_stage(model, validation_data, fit_args, batch_size, base_macs, base_params,
+        stages = [_baseline_stage(model, validation_data, recal_args, batch_size, base_macs, base_params,
                                   self.recalibrate_bn)]
         wrapped = prune_filters(model, self.budget, importance=criterion, protect=self.protect,
                                 min_channels=self.min_channels, round_to=self.round_to, min_fraction=self.min_fraction)
@@ -165,7 +169,7 @@ class OneShot:
             name = "hard_prune" if last else f"prune_{step}"
             note = (f"round {step}/{self.iterations}: removed channels set to zero, before fine-tuning"
                     if self.iterations > 1 else "one-shot: removed channels set to zero, before fine-tuning")
-            stages.append(_pruned_stage(name, wrapped, small, validation_data, fit_args, batch_size,
+            stages.append(_pruned_stage(name, wrapped, small, validation_data, recal_args, batch_size,
                                         self.recalibrate_bn, macs, params, note=note))
             epochs = finetune_epochs if last else epochs_between
             t0 = time.perf_counter()
@@ -179,8 +183,8 @@ class OneShot:
             timings["finetune_fit"] += time.perf_counter() - t0
             stages.append(_stage("finetune" if last else f"finetune_{step}", wrapped, validation_data, macs, params,
                                  note=f"after {epochs} masked fine-tune epochs"))
-        small, final, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, fit_args, batch_size,
-                                                       self.recalibrate_bn, stages)
+        small, final, diff, slim_timings = _slim_stage(wrapped, calib[0][:64], validation_data, recal_args,
+                                                       batch_size, self.recalibrate_bn, stages)
         assert plan is not None  # iterations >= 1: the loop ran
         final.metadata.update({**plan.metadata, "importance": criterion.name, "iterations": self.iterations})
         timings.update(slim_timings, total=time.perf_counter() - t_start)

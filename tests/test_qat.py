@@ -39,6 +39,17 @@ def test_the_tf_keras_rebuild_equals_the_keras3_model(name):
     assert "tf_keras" not in sys.modules and "tensorflow_model_optimization" not in sys.modules
 
 
+def test_a_dropout_head_is_rebuilt():
+    """Keras records ``training=False`` in a Dropout's node (the model's own call sets it): not an argument
+    the rebuild refuses (it did: the committed VGG-16-BN baseline failed QAT on its ``fc1_dropout``)."""
+    inp = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Flatten(name="flat")(keras.layers.Conv2D(4, 3, name="conv")(inp))
+    x = keras.layers.Dropout(0.5, name="drop")(keras.layers.Dense(8, activation="relu", name="fc")(x))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head")(x))
+    check = quantize.check_rebuild(model, models.random_inputs(model, 4))
+    assert check.max_abs_diff <= 1e-5 and "drop" in check.layers
+
+
 def _colour_data(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """32x32 images whose class is the dominant colour pattern, with noise: learnable in a few epochs."""
     rng = np.random.default_rng(seed)

@@ -39,7 +39,9 @@ class _Ref:
 def _call_inputs(node) -> dict:
     """``{"kind": "one", "ids": [t]}`` or ``{"kind": "list", "ids": [...]}``; else unsupported."""
     args, kwargs = node.fill_in([_Ref(t) for t in node.inputs])
-    extra = {k: v for k, v in kwargs.items() if v is not None}
+    # ``training``: Keras records the default (``training=False`` on a Dropout) in the node, and a functional
+    # model's own call sets it for every layer, in Keras 3 and tf_keras alike: not part of the graph.
+    extra = {k: v for k, v in kwargs.items() if v is not None and k != "training"}
     if len(args) == 1 and not extra:
         if isinstance(args[0], _Ref):
             return {"kind": "one", "ids": [args[0].id]}

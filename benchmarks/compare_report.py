@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.coverage import write_atomic
+from benchmarks import common
+from benchmarks.compare_spec import METHODS
 
 PLOT_NAME = "accuracy_vs_macs.png"
 ANALYSIS_NAME = "analysis.md"
@@ -82,8 +83,6 @@ def _load_range(records) -> str:
 
 
 def _profile_markdown(name: str, entry: dict[str, Any], report_path: Path) -> list[str]:
-    from benchmarks.compare_spec import METHODS
-
     baselines, runs = entry["baselines"], entry["runs"]
     records = [*baselines.values(), *runs]
     config = next(iter(baselines.values()))["profile_config"]
@@ -150,8 +149,6 @@ def plot(entry: dict[str, Any], path: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    from benchmarks.compare_spec import METHODS
-
     models = [m for m in entry["baselines"] if any(r["model"] == m for r in entry["runs"])]
     if not models:
         return None
@@ -200,5 +197,5 @@ def write(results_dir: Path, report_path: Path) -> list[Path]:
     """Redraws every profile's plot and rewrites the Markdown report; returns the files written."""
     profiles = collect(results_dir)
     written = [p for entry in profiles.values() if (p := plot(entry, entry["folder"] / PLOT_NAME)) is not None]
-    write_atomic(Path(report_path), to_markdown(profiles, Path(report_path)))
+    common.write_text_atomic(Path(report_path), to_markdown(profiles, Path(report_path)))
     return [*written, Path(report_path)]

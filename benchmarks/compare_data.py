@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import gc
 import json
 import os
 import tempfile
@@ -71,8 +70,7 @@ def load_model(path: Path):
     """Loads a saved model into a fresh Keras session (the previous runs' graphs are freed first)."""
     import keras
 
-    keras.backend.clear_session()
-    gc.collect()
+    keras.backend.clear_session()  # free_memory=True: it runs gc.collect() itself
     return keras.saving.load_model(path)
 
 

@@ -123,12 +123,12 @@ TUNABLE = {"finetune_lr": float, "finetune_weight_decay": float, "admm_rho": flo
 
 
 PROFILES = {
-    # Smoke scale for CI (the test runs 7 of its 48 runs): 160 images (2 baseline steps, 3 per epoch after it),
-    # one baseline epoch, 2 after it, run eagerly: a run's cost is its fixed costs (export, evaluations).
-    "tiny": Profile("tiny", widths={"vgg16": 0.125, "resnet56": 0.25}, train_images=160, val_split=0.2,
+    # Smoke scale for CI (the test runs 7 of its 48 runs): 128 images, half held out (whole batches: one baseline
+    # step, 2 per epoch after it), one baseline epoch, 2 after it, run eagerly (tracing would cost more).
+    "tiny": Profile("tiny", widths={"vgg16": 0.125, "resnet56": 0.25}, train_images=64, val_split=0.5,
                     baseline_epochs=1, batch_size=64, baseline_lr=0.05, finetune_epochs=2, admm_epochs=1,
                     finetune_lr=0.01, finetune_weight_decay=5e-3, test_images=256, calibration_images=64,
-                    zsteps_per_epoch=2, min_update_interval=2, latency_warmup=2, latency_runs=10,
+                    zsteps_per_epoch=2, min_update_interval=1, latency_warmup=2, latency_runs=10,
                     run_eagerly=True),
     # About 90 minutes on 2 quiet cores (see benchmarks/README.md, "compare", for the estimate).
     "cpu": Profile("cpu", widths={"vgg16": 0.25, "resnet56": 0.25}, train_images=4000, val_split=0.1,

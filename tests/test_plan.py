@@ -385,8 +385,9 @@ def _fuzz_documents() -> list:
     docs += [
         "", " ", "null", "true", "1", '""', "[]", "{}", "\ufeff{}", '{"format": "tfmot_easiedge.PruningPlan"}',
         "[" * 200_000, "{" * 100_000, '{"a":' * 100_000, "[" * 900 + "]" * 900,
-        text.replace('"version": 1', '"version": true'), text.replace('"version": 1', '"version": 1.0'),
-        text.replace('"version": 1', '"version": NaN'), text.replace('"seed": 0', '"seed": Infinity'),
+        text.replace(f'"version": {PLAN_VERSION}', '"version": true'),
+        text.replace(f'"version": {PLAN_VERSION}', f'"version": {PLAN_VERSION}.0'),
+        text.replace(f'"version": {PLAN_VERSION}', '"version": NaN'), text.replace('"seed": 0', '"seed": Infinity'),
         text.replace('"seed": 0', '"seed": -1e400'), text.replace('"seed": 0', '"seed": ' + "1" * 4301),
         text.replace('"seed": 0', '"seed": ' + "1" * 101), text.replace('"seed": 0', '"seed": ' + "1" * 100),
         text.replace('"metadata": {', '"metadata": [[1, 2]], "x": {'), text.replace('"size": 4', '"size": 1e3'),

@@ -13,8 +13,8 @@ from tfmot_easiedge._tf_check import require_tensorflow
 from tfmot_easiedge._version import __version__
 
 _NAMES = {
-    **dict.fromkeys(["ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "Stop", "analyze", "register_rule"],
-                    "tfmot_easiedge.graph"),
+    **dict.fromkeys(["ChannelGroup", "ChannelRule", "GraphError", "ModelAnalysis", "ResidualBlock", "Stop", "analyze",
+                     "register_rule"], "tfmot_easiedge.graph"),
     **dict.fromkeys(["count_macs", "count_params", "layer_macs"], "tfmot_easiedge.metrics"),
     "PruningPlan": "tfmot_easiedge.plan",
     **dict.fromkeys(["masked_copy", "recalibrate_batchnorm", "slim"], "tfmot_easiedge.rewrite"),
@@ -44,7 +44,16 @@ if TYPE_CHECKING:
         strip_pruning,
     )
     from tfmot_easiedge.admm.oneshot import OneShot  # noqa: F401
-    from tfmot_easiedge.graph import ChannelGroup, ChannelRule, GraphError, ModelAnalysis, Stop, analyze, register_rule  # noqa: F401
+    from tfmot_easiedge.graph import (  # noqa: F401
+        ChannelGroup,
+        ChannelRule,
+        GraphError,
+        ModelAnalysis,
+        ResidualBlock,
+        Stop,
+        analyze,
+        register_rule,
+    )
     from tfmot_easiedge.importance import Criterion, as_criterion, register_criterion  # noqa: F401
     from tfmot_easiedge.latency import LatencyBudget, LatencyTable, profile_latency  # noqa: F401
     from tfmot_easiedge.latency.measure import LatencyResult, measure_latency  # noqa: F401

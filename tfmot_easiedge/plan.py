@@ -1,4 +1,7 @@
-"""``PruningPlan``: which channels of which group survive. Plain data, JSON round-trip, validation."""
+"""``PruningPlan``: which channels of which group survive, which residual blocks go. Plain data, JSON, validation.
+
+JSON versions: 1 (channels only) is still read; 2 adds ``removed_blocks`` (written always).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +16,9 @@ if TYPE_CHECKING:
     from tfmot_easiedge.graph.analysis import ModelAnalysis
 
 PLAN_FORMAT = "tfmot_easiedge.PruningPlan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+#: The versions :meth:`PruningPlan.from_dict` reads (1: before ``removed_blocks``).
+READABLE_VERSIONS = (1, 2)
 
 _MAX_CHANNELS = 2**31  # a group's size must be below this; indices are in [0, size)
 _MAX_DEPTH = 64  # nesting allowed inside 'budget' and 'metadata'
@@ -22,7 +27,7 @@ _MAX_INT_DIGITS = 100  # longest integer accepted anywhere in a plan
 
 @dataclasses.dataclass
 class PruningPlan:
-    """Kept channel indices per channel group; groups not listed keep every channel.
+    """Kept channel indices per channel group, and the residual blocks removed; groups not listed keep every channel.
 
     Attributes:
         kept: ``{group_id: sorted kept channel indices}``.
@@ -31,6 +36,8 @@ class PruningPlan:
         model_name: name of the model the plan was made for (informational).
         budget: a plain description of the budget the plan met, e.g. ``{"kind": "filters", "ratio": 0.5}``.
         metadata: anything JSON-able (criterion, seed, ...).
+        removed_blocks: ids of the residual blocks whose branch is removed (replaced by the identity, see
+            :mod:`~tfmot_easiedge.graph.blocks`); their internal groups need no entry in ``kept``.
 
     Example:
         >>> plan = PruningPlan({"conv1": [0, 2]}, {"conv1": 4})
@@ -38,6 +45,8 @@ class PruningPlan:
         True
         >>> plan.removed_channels()
         2
+        >>> PruningPlan({}, {}, removed_blocks=("block2_add",)).to_dict()["removed_blocks"]
+        ['block2_add']
     """
 
     kept: dict[str, list[int]]
@@ -45,10 +54,14 @@ class PruningPlan:
     model_name: str = ""
     budget: dict[str, Any] | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    removed_blocks: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.kept = {str(g): sorted(int(i) for i in idx) for g, idx in self.kept.items()}
         self.group_sizes = {str(g): int(n) for g, n in self.group_sizes.items()}
+        if isinstance(self.removed_blocks, str):
+            raise ValueError("removed_blocks must be a sequence of block ids, not one string")
+        self.removed_blocks = tuple(str(b) for b in self.removed_blocks)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -98,8 +111,10 @@ class PruningPlan:
 
         Raises:
             ValueError: naming the group, for an unknown or unprunable group, a size mismatch (a plan
-                made for another model), an empty group, an index out of range or a duplicate index.
+                made for another model), an empty group, an index out of range or a duplicate index; naming
+                the block, for a removed block that is unknown, listed twice or not removable (with why).
         """
+        self._validate_blocks(analysis)
         for gid, idx in self.kept.items():
             if gid not in analysis.groups:
                 raise ValueError(f"plan group {gid!r} does not exist in model {analysis.graph.model_name!r} "
@@ -122,11 +137,25 @@ class PruningPlan:
             if bad:
                 raise ValueError(f"plan group {gid!r} has indices {bad} out of range [0, {group.size})")
 
+    def _validate_blocks(self, analysis: ModelAnalysis) -> None:
+        seen: set[str] = set()
+        for bid in self.removed_blocks:
+            block = analysis.blocks.get(bid)
+            if block is None:
+                raise ValueError(f"plan removes residual block {bid!r}, which does not exist in model "
+                                 f"{analysis.graph.model_name!r} (a plan made for another model?)")
+            if not block.removable:
+                raise ValueError(f"residual block {bid!r} is not removable: {block.reason}")
+            if bid in seen:
+                raise ValueError(f"plan removes residual block {bid!r} more than once")
+            seen.add(bid)
+
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "model_name": self.model_name,
                 "budget": self.budget, "metadata": self.metadata,
-                "groups": {g: {"size": self.group_sizes[g], "kept": self.kept[g]} for g in self.kept}}
+                "groups": {g: {"size": self.group_sizes[g], "kept": self.kept[g]} for g in self.kept},
+                "removed_blocks": list(self.removed_blocks)}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -134,6 +163,8 @@ class PruningPlan:
     @classmethod
     def from_dict(cls, data: Mapping) -> PruningPlan:
         """Reads :meth:`to_dict` output.
+
+        Reads versions 1 and 2 (:data:`READABLE_VERSIONS`); a version-1 plan removes no block.
 
         Raises:
             ValueError: with one message naming the problem, for anything that is not a plan this library
@@ -145,9 +176,9 @@ class PruningPlan:
                 or data["format"] != PLAN_FORMAT:
             raise ValueError(f"not a pruning plan: expected a JSON object with format={PLAN_FORMAT!r}")
         version = data.get("version")
-        if not (_is_int(version) and version == PLAN_VERSION):
+        if not (_is_int(version) and version in READABLE_VERSIONS):
             raise ValueError(f"pruning plan version {reprlib.repr(version)} is not supported "
-                             f"(this library reads version {PLAN_VERSION})")
+                             f"(this library reads versions {', '.join(map(str, READABLE_VERSIONS))})")
         model_name = data.get("model_name", "")
         if not isinstance(model_name, str):
             raise ValueError("corrupt pruning plan: 'model_name' must be a string")
@@ -182,7 +213,8 @@ class PruningPlan:
                                  f"out of range [0, {size})")
             sizes[gid] = size
             kept[gid] = idx
-        return cls(kept, sizes, model_name, None if budget is None else dict(budget), dict(metadata or {}))
+        blocks = _read_removed_blocks(data, int(version))
+        return cls(kept, sizes, model_name, None if budget is None else dict(budget), dict(metadata or {}), blocks)
 
     @classmethod
     def from_json(cls, text: str) -> PruningPlan:
@@ -203,6 +235,18 @@ class PruningPlan:
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and the parse_* hooks below
             raise ValueError(f"corrupt pruning plan JSON: {e}") from None
         return cls.from_dict(data)
+
+
+def _read_removed_blocks(data: Mapping, version: int) -> tuple[str, ...]:
+    """The ``removed_blocks`` field of a plan dict: a list of strings in version 2, absent in version 1."""
+    if "removed_blocks" not in data:
+        return ()
+    if version < 2:
+        raise ValueError("corrupt pruning plan: a version-1 plan has no 'removed_blocks' (version 2 added it)")
+    blocks = data["removed_blocks"]
+    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+        raise ValueError("corrupt pruning plan: 'removed_blocks' must be a list of block id strings")
+    return tuple(blocks)
 
 
 def _duplicates(idx: list[int]) -> list[int]:

@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 
+from tfmot_easiedge.graph.blocks import ResidualBlock, find_blocks
 from tfmot_easiedge.graph.channels import ChannelCoupling, ChannelMap
 from tfmot_easiedge.graph.context import PropagationContext
 from tfmot_easiedge.graph.model_graph import GraphNode, ModelGraph
@@ -71,10 +72,26 @@ class ModelAnalysis:
         self.rules: list[ChannelRule | None] = rules
         self._space_group = space_group        # space id -> group id
         self._space_channel = space_channel    # space id -> np.ndarray (space channel -> group channel)
+        self._blocks: dict[str, ResidualBlock] | None = None
 
     @property
     def prunable_groups(self) -> dict[str, ChannelGroup]:
         return {gid: g for gid, g in self.groups.items() if g.prunable}
+
+    @property
+    def blocks(self) -> dict[str, ResidualBlock]:
+        """Every ``Add`` seen as a residual block, ``{id: ResidualBlock}``, removable or with the reason why not
+        (:mod:`~tfmot_easiedge.graph.blocks`); computed on first use."""
+        if self._blocks is None:
+            tensor_groups = [() if m is None else tuple(self._space_group[s] for s in m.spaces())
+                             for m in self.tensor_maps]
+            self._blocks = find_blocks(self.graph, tensor_groups)
+        return self._blocks
+
+    @property
+    def removable_blocks(self) -> dict[str, ResidualBlock]:
+        """The blocks whose branch can be removed (:attr:`blocks` with ``removable``)."""
+        return {bid: b for bid, b in self.blocks.items() if b.removable}
 
     @property
     def fingerprint(self) -> str:

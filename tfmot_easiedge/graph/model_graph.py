@@ -8,7 +8,7 @@ with hooks to replace a node's layer or to transform the values entering it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 
@@ -121,7 +121,7 @@ class ModelGraph:
     def run(self, inputs: Sequence[Any], *,
             layer_fn: Callable[[GraphNode], Any] | None = None,
             input_fn: Callable[[GraphNode, int, Any], Any] | None = None,
-            call_kwargs: dict | None = None) -> list[Any]:
+            call_kwargs: dict | None = None, bypass: Mapping[int, int | None] | None = None) -> list[Any]:
         """Runs the graph on real or symbolic ``inputs``; returns the output values in order.
 
         Args:
@@ -130,11 +130,20 @@ class ModelGraph:
             input_fn: ``input_fn(node, position, value)`` may replace the value entering the node's
                 ``position``-th input tensor (used to gate channels).
             call_kwargs: extra keyword arguments for layers that accept them (e.g. ``training=False``).
+            bypass: ``{node index: tensor id or None}``: nodes that are not run; a tensor id makes the node's
+                (single) output that tensor's value (a removed residual branch's ``Add`` outputs its shortcut:
+                :func:`~tfmot_easiedge.graph.blocks.bypass_map`).
         """
         if len(inputs) != len(self.input_ids):
             raise ValueError(f"expected {len(self.input_ids)} inputs, got {len(inputs)}")
         values: dict[int, Any] = dict(zip(self.input_ids, inputs))
+        bypass = bypass or {}
         for node in self.nodes:
+            if node.index in bypass:
+                source = bypass[node.index]
+                if source is not None:
+                    values[node.outputs[0]] = values[source]
+                continue
             ins = [values[t] for t in node.inputs]
             if input_fn is not None:
                 ins = [input_fn(node, i, v) for i, v in enumerate(ins)]

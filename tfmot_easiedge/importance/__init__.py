@@ -43,6 +43,7 @@ _MODULES = {"tbaa": "tfmot_easiedge.importance.tbaa", "TBAAScorer": "tfmot_easie
             **dict.fromkeys(["bn_scale", "l1_norm", "l2_norm", "random", "taylor_fo"],
                             "tfmot_easiedge.importance.baselines"),
             "group_l2": "tfmot_easiedge.importance.group_norm",
+            **dict.fromkeys(["BlockTBAAScorer", "block_exact_ig", "block_tbaa"], "tfmot_easiedge.importance.blocks"),
             **dict.fromkeys(["DamageCurve", "damage_curves", "measure_curves"], "tfmot_easiedge.importance.damage")}
 #: ``{criterion name: function name}``: what ``get`` and ``CRITERIA`` offer, by the names the CLI accepts.
 _CRITERION_FUNCTIONS = {"tbaa": "tbaa", "exact_ig": "exact_ig", "l1": "l1_norm", "l2": "l2_norm",
@@ -56,6 +57,7 @@ install_lazy_attributes(__name__, {**_MODULES, "CRITERIA": "tfmot_easiedge.impor
 
 if TYPE_CHECKING:  # the lazy names above, for type checkers and IDEs (tests/test_lint.py checks the two agree)
     from tfmot_easiedge.importance.baselines import bn_scale, l1_norm, l2_norm, random, taylor_fo
+    from tfmot_easiedge.importance.blocks import BlockTBAAScorer, block_exact_ig, block_tbaa
     from tfmot_easiedge.importance.damage import DamageCurve, damage_curves, measure_curves
     from tfmot_easiedge.importance.exact_ig import exact_ig
     from tfmot_easiedge.importance.group_norm import group_l2
@@ -82,7 +84,8 @@ def get(name: str) -> Callable[..., Any]:
     return criterion.score
 
 
-__all__ = ["BNScale", "CRITERIA", "CRITERION_NAMES", "CURVE_CRITERION_NAMES", "Criterion", "DamageCurve", "ExactIG",
-           "FunctionCriterion", "GroupL2", "Norm", "Random", "TBAA", "TBAACurves", "TBAAScorer", "TaylorFO",
-           "as_criterion", "bn_scale", "criterion_names", "damage_curves", "exact_ig", "get", "group_l2", "l1_norm",
-           "l2_norm", "measure_curves", "random", "register_criterion", "taylor_fo", "tbaa"]
+__all__ = ["BNScale", "BlockTBAAScorer", "CRITERIA", "CRITERION_NAMES", "CURVE_CRITERION_NAMES", "Criterion",
+           "DamageCurve", "ExactIG", "FunctionCriterion", "GroupL2", "Norm", "Random", "TBAA", "TBAACurves",
+           "TBAAScorer", "TaylorFO", "as_criterion", "block_exact_ig", "block_tbaa", "bn_scale", "criterion_names",
+           "damage_curves", "exact_ig", "get", "group_l2", "l1_norm", "l2_norm", "measure_curves", "random",
+           "register_criterion", "taylor_fo", "tbaa"]

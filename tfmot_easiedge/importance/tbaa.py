@@ -126,7 +126,7 @@ class TBAAScorer:
         import tensorflow as tf
 
         self.model = model
-        self.analysis, self.gated = prepare(model, analysis)
+        self.analysis, self.gated = self._make_gates(model, analysis)
         self.specs = self.gated.output_specs()
         self.num_classes = self.specs[0].classes
         if variant == "auto":
@@ -135,6 +135,10 @@ class TBAAScorer:
             raise ValueError(f"variant must be one of {VARIANTS} or 'auto', got {variant!r}")
         self.variant = variant
         self._step = tf.function(self._grad_sq, reduce_retracing=True)
+
+    def _make_gates(self, model: keras.Model, analysis: ModelAnalysis | None) -> tuple[ModelAnalysis, Any]:
+        """The analysis and the gated model whose gates are scored (the channels; residual blocks in a subclass)."""
+        return prepare(model, analysis)
 
     def _weighted_gradients(self, x, logits_flags, seed) -> list:
         """``[(G, weight, positions)]``, one per backward pass: ``G[n, j] = ∂target/∂gate_{n,j}``.

@@ -19,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import keras
 import numpy as np
@@ -66,7 +66,7 @@ def symbolic_inputs(graph: ModelGraph) -> list:
 
 
 def model_from_graph(model: keras.Model, graph: ModelGraph, layer_fn: Callable[[GraphNode], Any] | None = None,
-                     *, name: str | None = None) -> keras.Model:
+                     *, name: str | None = None, bypass: Mapping[int, int | None] | None = None) -> keras.Model:
     """A functional model running ``graph`` (``model``'s graph), with ``model``'s I/O structure.
 
     Args:
@@ -74,9 +74,10 @@ def model_from_graph(model: keras.Model, graph: ModelGraph, layer_fn: Callable[[
         graph: ``ModelGraph.from_model(model)``.
         layer_fn: the callable to run for each node (default: the node's own layer, shared).
         name: the new model's name (default: ``model.name``).
+        bypass: nodes left out (removed residual branches), as :meth:`ModelGraph.run` takes them.
     """
     inputs = symbolic_inputs(graph)
-    outputs = graph.run(inputs, layer_fn=layer_fn)
+    outputs = graph.run(inputs, layer_fn=layer_fn, bypass=bypass)
     # the graph's inputs and outputs are the model's, flattened in Keras's order: restore the structure
     # (a dict of named inputs, a dict or list of outputs) so the new model is called like the original
     in_struct, out_struct = io_structure(model)
@@ -148,7 +149,8 @@ def set_layer_weights(layer: Any, weights: list[np.ndarray], name: str) -> None:
 
 # ----------------------------------------------------------------------------- the rebuild
 def rebuild(model: keras.Model, analysis: ModelAnalysis, make: LayerMaker, *, plan: PruningPlan | None = None,
-            suffix: str = "", wrap: Callable[[GraphNode, Any], Any] | None = None) -> keras.Model:
+            suffix: str = "", wrap: Callable[[GraphNode, Any], Any] | None = None,
+            bypass: Mapping[int, int | None] | None = None) -> keras.Model:
     """Rebuilds ``model`` node by node, each layer made by ``make`` (a shared layer once).
 
     Args:
@@ -159,6 +161,8 @@ def rebuild(model: keras.Model, analysis: ModelAnalysis, make: LayerMaker, *, pl
         suffix: appended to the model's name.
         wrap: ``wrap(node, new_layer)`` may return a wrapper to call instead of the new layer (the weights
             from ``make`` still go to the layer itself).
+        bypass: ``{node index: tensor id or None}``, nodes not rebuilt (see :meth:`ModelGraph.run`): the
+            branches of removed residual blocks, whose ``Add`` passes its shortcut on.
 
     Returns:
         A new functional model with ``model``'s input and output structure.
@@ -194,4 +198,4 @@ def rebuild(model: keras.Model, analysis: ModelAnalysis, make: LayerMaker, *, pl
 
         return call
 
-    return model_from_graph(model, analysis.graph, layer_fn, name=model.name + suffix)
+    return model_from_graph(model, analysis.graph, layer_fn, name=model.name + suffix, bypass=bypass)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfmot_easiedge.graph.analysis import ModelAnalysis
 from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.selection.blocks import BlockSelection, check_block_scores
 from tfmot_easiedge.selection.budgets import Budget, BudgetSpec, as_budget
 from tfmot_easiedge.selection.budgets import channel_floor as _floor
 from tfmot_easiedge.selection.cost import CostModel
@@ -62,7 +63,7 @@ Allocator = Callable[[Allocation], dict]
 
 def select(analysis: ModelAnalysis, scores: Mapping[str, Any], budget: BudgetSpec, *, min_channels: int = 1,
            round_to: int | None = None, protect: Iterable[str] = (), mode: str = "global",
-           min_fraction: float = 0.0) -> PruningPlan:
+           min_fraction: float = 0.0, block_scores: Mapping[str, float] | None = None) -> PruningPlan:
     """Chooses the channels to keep under ``budget``.
 
     Args:
@@ -83,10 +84,16 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, Any], budget: BudgetSpe
         mode: a name in :data:`ALLOCATORS`: ``"global"`` (all channels compete) or ``"uniform"`` (every
             group loses the same share, ranked within the group: the layer-wise baseline); ``"joint"`` for
             damage curves (the default for them).
+        block_scores: ``{block id: score}`` of removable residual blocks
+            (:func:`~tfmot_easiedge.importance.blocks.block_tbaa`, in the channel scores' units): each block
+            competes with the channels in the global greedy, its benefit its branch's whole cost and its
+            price its score (:mod:`~tfmot_easiedge.selection.blocks`); the plan lists the removed ones in
+            ``removed_blocks``. Only with ``mode="global"`` and per-channel scores. None or empty: blocks stay.
 
     Raises:
         ValueError: an impossible budget (nothing prunable, ``min_channels`` too high, a target that
-            cannot be met), or scores of the wrong size or not finite.
+            cannot be met), scores of the wrong size or not finite, or block scores naming an unknown or
+            unremovable block.
 
     Example:
         >>> import keras, numpy as np
@@ -98,7 +105,11 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, Any], budget: BudgetSpe
         {'c1': [1, 2]}
     """
     protect = check_protect(analysis, protect)  # a misspelt name would silently protect nothing
+    if block_scores and mode != "global":
+        raise ValueError(f"block_scores are allocated by the global greedy (mode='global'), not mode={mode!r}")
     if scores and all(_is_curve(v) for v in scores.values()):
+        if block_scores:
+            raise ValueError("block_scores need per-channel scores, not damage curves")
         if mode not in ("global", "joint"):
             raise ValueError(f"damage curves are allocated jointly (mode='joint'), not with mode={mode!r}")
         from tfmot_easiedge.selection.joint import select_joint
@@ -116,28 +127,37 @@ def select(analysis: ModelAnalysis, scores: Mapping[str, Any], budget: BudgetSpe
         raise ValueError(f"min_fraction must be in [0, 1), got {min_fraction}")
     budget = as_budget(budget)
     candidates = _candidates(analysis, scores, protect)
-    if not candidates:
+    blocks = check_block_scores(analysis, block_scores, protect) if block_scores else {}
+    if not candidates and not blocks:
         raise ValueError("nothing to prune: no prunable group has scores (all protected or unprunable)")
     removable = {g: max(0, analysis.groups[g].size - _floor(analysis.groups[g].size, min_channels, min_fraction))
                  for g in candidates}
-    if sum(removable.values()) == 0:
+    if sum(removable.values()) == 0 and not blocks:
         raise ValueError(f"min_channels={min_channels} leaves nothing to remove: every candidate group has "
                          f"at most {min_channels} channels")
     order = {g: np.argsort(candidates[g], kind="stable") for g in candidates}
     cost = budget.cost_model(analysis)
     full = cost.total(cost.full())
     problem = Allocation(analysis, candidates, order, removable, budget, cost, full, budget.target(cost, full))
-    _check_feasible(problem, min_channels)
-    removed = ALLOCATORS[mode](problem)
+    removed_blocks: list[str] = []
+    if blocks:
+        with_blocks = BlockSelection(problem, blocks)
+        with_blocks.check_feasible()
+        removed, removed_blocks, _ = with_blocks.run()
+    else:
+        _check_feasible(problem, min_channels)
+        removed = ALLOCATORS[mode](problem)
     if round_to:
         removed = {g: _round_removed(analysis.groups[g].size, n, round_to) for g, n in removed.items()}
     kept = {g: np.sort(order[g][removed.get(g, 0):]).tolist() for g in candidates}
     sizes = {g: analysis.groups[g].size for g in kept}
+    kept_counts = problem.kept_counts({g: sizes[g] - len(k) for g, k in kept.items()})
+    predicted = with_blocks.total(kept_counts, set(removed_blocks)) if blocks else cost.total(kept_counts)
     return PruningPlan(kept, sizes, analysis.graph.model_name, budget.describe(),
                        {"mode": mode, "min_channels": min_channels, "min_fraction": min_fraction,
                         "round_to": round_to,
-                        "cost": {"kind": cost.name, "full": full, "target": problem.target,
-                                 "predicted": problem.cost_of({g: sizes[g] - len(k) for g, k in kept.items()})}})
+                        "cost": {"kind": cost.name, "full": full, "target": problem.target, "predicted": predicted}},
+                       removed_blocks=tuple(removed_blocks))
 
 
 def _is_curve(value) -> bool:

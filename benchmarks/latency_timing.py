@@ -1,11 +1,10 @@
 """The timing of ``benchmarks.latency``: interleaved rounds, the runtimes' jobs, thread CPU time.
 
-Wall-clock runs are the library's ``measure_latency``; :func:`thread_time_latency` times the same runs in
-the calling thread's CPU time instead, which ``measure_latency`` does not offer (see there).
+Every run is the library's ``measure_latency``; :func:`thread_time_latency` times the same runs in the
+calling thread's CPU time (its ``clock=time.thread_time``).
 """
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -76,31 +75,14 @@ def thread_time_latency(path: Path, runtime: str, sample: np.ndarray, warmup: in
     """1-thread batch-1 latency of a .tflite / .onnx file in CPU time of the calling thread (ms per run).
 
     With one thread, XNNPACK and onnxruntime run the whole graph on the calling thread, so its CPU time
-    is the work done, without the time spent waiting for a core. Reuses the runners of
-    ``measure_latency`` (the same interpreter set-up and inputs).
+    is the work done, without the time spent waiting for a core: ``measure_latency`` with
+    ``clock=time.thread_time``.
     """
-    # Not ``measure_latency`` itself: it times with ``time.perf_counter`` and offers no other clock. This is
-    # its loop (warm-up, GC paused, one timed step per run) on ``time.thread_time``: the ``*_cpu`` columns
-    # exist to leave out the waits for a core on a shared machine, which a wall clock counts. The wall-clock
-    # columns call ``measure_latency`` (``latency_jobs`` above, ``latency_breakdown.layer_breakdown``).
-    from tfmot_easiedge.latency import measure as _latency
+    from tfmot_easiedge import measure_latency
 
-    make = _latency._tflite_step if runtime == "tflite" else _latency._onnx_step  # noqa: SLF001 - same set-up
-    step = make(Path(path), 1, 1, sample)
-    for _ in range(warmup):
-        step()
-    times = np.empty(runs)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(runs):
-            start = time.thread_time()
-            step()
-            times[i] = (time.thread_time() - start) * 1000.0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return _Times(tuple(float(t) for t in times), 1)
+    r = measure_latency(Path(path), runtime=runtime, threads=1, batch_size=1, warmup=warmup, runs=runs,
+                        input_data=sample, progress=False, clock=time.thread_time)
+    return _Times(tuple(r.times_ms), 1)
 
 
 def load_average() -> float | None:

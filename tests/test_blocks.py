@@ -310,7 +310,7 @@ def test_cheap_blocks_go_first_and_default_selection_is_unchanged(resnet20):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"block_scores": {"nope": 1.0}}, "residual block 'nope', which is not in model"),
+    ({"block_scores": {"nope": 1.0}}, "block_scores name residual block 'nope', which does not exist in model"),
     ({"block_scores": {"stage3_block1_add": 1.0}}, "'stage3_block1_add' is not removable: projection"),
     ({"block_scores": {"stage1_block2_add": float("nan")}}, "not finite"),
     ({"block_scores": {"stage1_block2_add": 1.0}, "mode": "uniform"}, "mode='global'"),

@@ -140,12 +140,7 @@ class PruningPlan:
     def _validate_blocks(self, analysis: ModelAnalysis) -> None:
         seen: set[str] = set()
         for bid in self.removed_blocks:
-            block = analysis.blocks.get(bid)
-            if block is None:
-                raise ValueError(f"plan removes residual block {bid!r}, which does not exist in model "
-                                 f"{analysis.graph.model_name!r} (a plan made for another model?)")
-            if not block.removable:
-                raise ValueError(f"residual block {bid!r} is not removable: {block.reason}")
+            analysis.removable_block(bid, "plan removes")
             if bid in seen:
                 raise ValueError(f"plan removes residual block {bid!r} more than once")
             seen.add(bid)

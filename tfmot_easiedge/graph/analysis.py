@@ -93,6 +93,20 @@ class ModelAnalysis:
         """The blocks whose branch can be removed (:attr:`blocks` with ``removable``)."""
         return {bid: b for bid, b in self.blocks.items() if b.removable}
 
+    def removable_block(self, block_id: str, named_by: str) -> ResidualBlock:
+        """The removable block ``block_id``; ``named_by`` says who named it, for the error.
+
+        Raises:
+            ValueError: no such block in this model, or one that cannot be removed (with the reason).
+        """
+        block = self.blocks.get(block_id)
+        if block is None:
+            raise ValueError(f"{named_by} residual block {block_id!r}, which does not exist in model "
+                             f"{self.graph.model_name!r} (made for another model?)")
+        if not block.removable:
+            raise ValueError(f"residual block {block_id!r} is not removable: {block.reason}")
+        return block
+
     @property
     def fingerprint(self) -> str:
         """A short hash of the prunable groups and their sizes, stored in plans to catch a wrong model."""

@@ -111,12 +111,7 @@ def check_block_scores(analysis: ModelAnalysis, block_scores: Mapping[str, Any],
     protected = set(protect)
     out: dict[str, float] = {}
     for bid, value in block_scores.items():
-        block = analysis.blocks.get(bid)
-        if block is None:
-            raise ValueError(f"block_scores name residual block {bid!r}, which is not in model "
-                             f"{analysis.graph.model_name!r}")
-        if not block.removable:
-            raise ValueError(f"residual block {bid!r} is not removable: {block.reason}")
+        block = analysis.removable_block(bid, "block_scores name")
         score = float(np.asarray(value, dtype=np.float64))
         if not math.isfinite(score):
             raise ValueError(f"the score of residual block {bid!r} is not finite: {score}")

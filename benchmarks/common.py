@@ -247,7 +247,16 @@ class TrainConfig:
         return self.model if self.width == 1.0 else f"{self.model}_w{self.width:g}"
 
 
-def _make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model):
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model):
+    """``cfg``'s optimizer for ``model``: warmup then cosine to zero over ``cfg.epochs``, decay on kernels only.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> opt = make_optimizer(TrainConfig(epochs=2, lr=0.1, warmup_epochs=0), 10, m)
+        >>> round(float(opt.learning_rate), 3)
+        0.1
+    """
     import keras
 
     total = max(1, cfg.epochs * steps_per_epoch)
@@ -335,7 +344,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
     keras.utils.set_random_seed(cfg.seed)
     model = builders[cfg.model](width=cfg.width, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-    model.compile(optimizer=_make_optimizer(cfg, steps_per_epoch, model),
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, model),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
                   jit_compile=cfg.jit_compile)
     monitor = (x_val, y_val) if x_val is not None else (x_test, y_test)
@@ -463,7 +472,9 @@ def config_matches(stored: Any, config: Any) -> bool:
     a field added since, absent from ``stored``, matches while it holds its default.
 
     Example:
-        >>> config_matches({"model": "vgg16"}, TrainConfig(model="vgg16"))
+        >>> config_matches({"model": "vgg16"}, TrainConfig(model="vgg16"))  # the rest at their defaults
+        True
+        >>> config_matches({"model": "vgg16"}, TrainConfig(model="vgg16", epochs=3))
         False
         >>> config_matches(dataclasses.asdict(TrainConfig(model="vgg16")), TrainConfig(model="vgg16"))
         True

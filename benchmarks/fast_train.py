@@ -128,7 +128,7 @@ class FastConfig:
 def _optimizer(cfg: FastConfig, steps_per_epoch: int, model):
     tc = common.TrainConfig(model=cfg.model, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size)
-    return common._make_optimizer(tc, steps_per_epoch, model)  # noqa: SLF001 - same module family
+    return common.make_optimizer(tc, steps_per_epoch, model)
 
 
 def _compile(model, cfg: FastConfig, steps_per_epoch: int):
@@ -293,7 +293,7 @@ def speed(models: list[tuple[str, float]], *, steps: int, warmup_steps: int = 3)
             model = _build(cfg)
             if path == "old":
                 tc = common.TrainConfig(model=model_name, width=width, batch_size=batch)
-                model.compile(optimizer=common._make_optimizer(tc, 100, model),  # noqa: SLF001
+                model.compile(optimizer=common.make_optimizer(tc, 100, model),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
                 data = common.make_train_dataset(x, y, batch, augment=True, seed=0).repeat()
             else:

@@ -252,6 +252,77 @@ def test_exact_block_ig_is_the_kl_of_the_slim_model(trained):
     assert ig == pytest.approx(kl, rel=1e-3, abs=1e-6)
 
 
+# ----------------------------------------------------------------------------- the ADMM wrappers and pipelines
+def test_hard_prune_holds_removed_blocks_at_zero_and_strip_pruning_leaves_them_out(trained):
+    model, analysis, x = trained
+    removed = ("stage1_block2_add", "stage3_block3_add")
+    plan = dataclasses.replace(te.PruningPlan.random(analysis, 0.3, seed=0), removed_blocks=removed)
+    wrapped = te.prune_filters(model, "filters:0.3", importance="l1")
+    assert te.hard_prune(wrapped, plan) == plan
+    small, back = te.strip_pruning(wrapped)
+    assert back.removed_blocks == removed and back.kept == plan.kept
+    ref = te.masked_copy(model, plan, analysis=analysis)
+    np.testing.assert_allclose(np.asarray(small(x[:8])), np.asarray(ref(x[:8])), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(wrapped(x[:8])), np.asarray(ref(x[:8])), atol=1e-5)
+    assert not {n for b in removed for n in analysis.blocks[b].branch} & {layer.name for layer in small.layers}
+    # fine-tuning with the mask keeps the silenced branch silent, and the plan survives saving the wrapped model
+    wrapped.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    wrapped.fit(x, np.zeros(len(x), "int64"), epochs=1, batch_size=32, verbose=0,
+                callbacks=[te.MaskedFineTune(plan, verbose=0)])
+    small, _ = te.strip_pruning(wrapped)
+    np.testing.assert_allclose(np.asarray(small(x[:8])), np.asarray(wrapped(x[:8])), atol=1e-4)
+    gamma = wrapped.get_layer("admm_stage1_block2_2_bn").layer.gamma.numpy()
+    assert not gamma.any()
+
+
+def test_oneshot_removes_blocks_when_the_budget_asks_for_them(trained):
+    model, analysis, x = trained
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    y = np.argmax(np.asarray(model.predict(x, verbose=0)), -1)
+    result = te.OneShot("macs:0.85", remove_blocks=True, verbose=0, recalibrate_bn=0).run(
+        model, (x, y), finetune_epochs=1, batch_size=32)
+    assert result.plan.removed_blocks  # at 6.7x fewer MACs blocks compete and some go (as in select's test)
+    assert te.count_macs(result.model) <= 0.15 * te.count_macs(model)
+    assert result.slim_max_abs_diff < 1e-4
+    names = {layer.name for layer in result.model.layers}
+    assert all(b not in names for b in result.plan.removed_blocks)
+    with pytest.raises(ValueError, match="remove_blocks=True needs one-shot"):
+        te.OneShot("macs:0.5", remove_blocks=True, iterations=2)
+
+
+def test_easiedge_applies_a_plan_with_removed_blocks(trained):
+    model, analysis, x = trained
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    plan = dataclasses.replace(te.PruningPlan.random(analysis, 0.2, seed=3), removed_blocks=("stage2_block3_add",))
+    y = np.zeros(len(x), "int64")
+    result = te.EasiEdge("filters:0.2", verbose=0, recalibrate_bn=0).run(model, (x, y), plan=plan,
+                                                                         finetune_epochs=1, batch_size=32)
+    assert result.plan.removed_blocks == ("stage2_block3_add",)
+    assert "stage2_block3_add" not in {layer.name for layer in result.model.layers}
+    assert result.slim_max_abs_diff < 1e-4
+
+
+def test_cli_prune_removes_blocks_and_applies_a_plan_with_them(trained, tmp_path, capsys):
+    from tfmot_easiedge import cli
+
+    model, _, x = trained
+    model.save(tmp_path / "resnet.keras")
+    np.savez(tmp_path / "d.npz", x=x, y=np.argmax(np.asarray(model.predict(x, verbose=0)), -1))
+    common = [str(tmp_path / "resnet.keras"), "--data", str(tmp_path / "d.npz"), "--finetune-epochs", "1",
+              "--batch-size", "32", "--quiet"]
+    assert cli.main(["prune", *common, "--budget", "macs:0.85", "--remove-blocks", "--out", str(tmp_path / "a")]) == 2
+    assert "add --admm-epochs 0" in capsys.readouterr().err
+    assert cli.main(["prune", *common, "--budget", "macs:0.85", "--admm-epochs", "0", "--remove-blocks",
+                     "--out", str(tmp_path / "a")]) == 0
+    plan = te.PruningPlan.from_json((tmp_path / "a" / "plan.json").read_text())
+    slim = keras.saving.load_model(tmp_path / "a" / "model.keras", safe_mode=True)
+    assert plan.removed_blocks and not set(plan.removed_blocks) & {layer.name for layer in slim.layers}
+    # the written plan, blocks included, applies again through --plan
+    assert cli.main(["prune", *common, "--plan", str(tmp_path / "a" / "plan.json"), "--out", str(tmp_path / "b")]) == 0
+    again = te.PruningPlan.from_json((tmp_path / "b" / "plan.json").read_text())
+    assert again.removed_blocks == plan.removed_blocks and again.kept == plan.kept
+
+
 # ----------------------------------------------------------------------------- selection
 def _check_macs_plan(model, analysis, plan, ratio):
     small = te.slim(model, plan, analysis=analysis)

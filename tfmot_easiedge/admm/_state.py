@@ -8,6 +8,7 @@ from tfmot_easiedge.admm.wrapper import ADMMWrapper, find_wrappers
 from tfmot_easiedge.graph.analysis import ModelAnalysis, analyze
 from tfmot_easiedge.graph.model_graph import GraphNode, ModelGraph
 from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite.blocks import branch_zeroing, plan_blocks
 from tfmot_easiedge.rewrite.clone import model_from_graph
 
 #: Appended to a model's name by ``prune_filters`` (and taken off again by the unwrapped view).
@@ -67,12 +68,28 @@ class PruningState:
 
     # ------------------------------------------------------------------ plan <-> wrapper state
     def masks(self, plan: PruningPlan) -> list[list[np.ndarray]]:
-        """Per wrapper, the full-shape masks of its tracked weights under ``plan``."""
+        """Per wrapper, the full-shape masks of its tracked weights under ``plan`` (a removed block's branch
+        zeroing weights all False).
+
+        Raises:
+            ValueError: a removed block whose zeroing weights no wrapper tracks.
+        """
         kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
+        zeroed = branch_zeroing(self.analysis, plan_blocks(self.analysis, plan))
+        position = {node.index: i for i, node in enumerate(self.nodes)}
+        for index, names in zeroed.items():
+            i = position.get(index)
+            if i is None or not set(names) <= set(self.wrappers[i].tracked):
+                layer = self.analysis.graph.nodes[index].name
+                raise ValueError(f"the wrapped model cannot hold layer {layer!r} at zero ({', '.join(names)}) to "
+                                 f"remove a residual block of {list(plan.removed_blocks)}; apply the plan to the "
+                                 "unwrapped model with te.slim(model, plan) instead")
         out = []
         for w, node in zip(self.wrappers, self.nodes):
             m = weight_masks(self.analysis, node, kept)
-            out.append([m.get(name, np.ones(tuple(v.shape), bool)) for name, v in zip(w.tracked, w.targets)])
+            off = set(zeroed.get(node.index, ()))
+            out.append([np.zeros(tuple(v.shape), bool) if name in off else m.get(name, np.ones(tuple(v.shape), bool))
+                        for name, v in zip(w.tracked, w.targets)])
         return out
 
     def store_plan(self, plan: PruningPlan, masks: list[list[np.ndarray]] | None = None) -> None:
@@ -80,6 +97,7 @@ class PruningState:
         masks = masks if masks is not None else self.masks(plan)
         kept = {g: np.asarray(idx, dtype=np.int64) for g, idx in plan.kept.items()}
         for w, node, wm in zip(self.wrappers, self.nodes, masks):
+            w.settings["removed_blocks"] = list(plan.removed_blocks)  # saved with the wrappers' config
             for var, m in zip(w.mask, wm):
                 var.assign(m.astype("float32"))
             w.in_keep.assign(_keep_vector(self.analysis, node.inputs[0], kept, w.in_keep.shape[0]))
@@ -98,9 +116,10 @@ class PruningState:
                     if gid in keep and not k:
                         keep[gid][ch] = False
         sizes = {g: self.analysis.groups[g].size for g in keep}
+        blocks = tuple(self.wrappers[0].settings.get("removed_blocks") or ())
         return PruningPlan({g: np.flatnonzero(m).tolist() for g, m in keep.items()}, sizes,
                            self.analysis.graph.model_name, self.settings.get("budget"),
-                           {"importance": self.settings.get("importance")})
+                           {"importance": self.settings.get("importance")}, removed_blocks=blocks)
 
     def zsteps(self) -> int:
         return int(self.wrappers[0].zsteps.numpy())

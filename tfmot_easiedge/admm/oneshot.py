@@ -29,6 +29,7 @@ from tfmot_easiedge.admm.pipeline import (
     _stage,
 )
 from tfmot_easiedge.admm.prune import DEFAULT_MIN_FRACTION, hard_prune, prune_filters, strip_pruning
+from tfmot_easiedge.importance.blocks import block_tbaa
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.metrics.counting import count_macs, count_params
 from tfmot_easiedge.rewrite.batchnorm import recalibrate_batchnorm
@@ -50,6 +51,12 @@ class OneShot:
         iterations: rounds to reach the budget in (1: one-shot). Between rounds the network is fine-tuned
             with its mask for ``epochs_between`` epochs (an argument of :meth:`run`) and scored again.
         mode: the allocator (``select``'s ``mode``: ``"global"`` or ``"uniform"``).
+        remove_blocks: let whole residual branches compete with channels for the budget: each removable
+            block is scored by :func:`~tfmot_easiedge.importance.block_tbaa` on the calibration data and
+            ``select(block_scores=...)`` may replace it by its shortcut, which lets residual nets go below the
+            channel-pruning floor (``plan.removed_blocks``; the masked fine-tune holds the branch at zero and
+            the slim model leaves it out). One-shot (``iterations=1``), ``mode="global"``, MAC, parameter
+            or filter budgets.
         calibration_size: examples used for scoring.
         protect, min_channels, min_fraction, round_to: as in :func:`tfmot_easiedge.select` (``min_fraction``
             defaults to ADMM's 10% floor).
@@ -71,7 +78,7 @@ class OneShot:
     """
 
     def __init__(self, budget: BudgetSpec, *, importance: CriterionSpec = "tbaa", iterations: int = 1,
-                 mode: str = "global",
+                 mode: str = "global", remove_blocks: bool = False,
                  calibration_size: int = 512, protect: Iterable[str] = (), min_channels: int = 1,
                  min_fraction: float = DEFAULT_MIN_FRACTION, round_to: int | None = None, recalibrate_bn: int = 2048,
                  seed: int | None = 0, verbose: int = 1):
@@ -84,7 +91,10 @@ class OneShot:
         if int(iterations) > 1 and self.importance.returns_curves:
             raise ValueError(f"iterative pruning re-ranks per-channel scores; {self.importance.name!r} returns damage "
                              "curves: use iterations=1 or a per-channel criterion such as 'tbaa'")
-        self.iterations, self.mode = int(iterations), mode
+        if remove_blocks and (int(iterations) > 1 or mode != "global"):
+            raise ValueError("remove_blocks=True needs one-shot pruning (iterations=1) and mode='global'; got "
+                             f"iterations={iterations}, mode={mode!r}")
+        self.iterations, self.mode, self.remove_blocks = int(iterations), mode, bool(remove_blocks)
         self.calibration_size = int(calibration_size)
         self.protect, self.min_channels, self.round_to = list(protect), int(min_channels), round_to
         self.min_fraction = float(min_fraction)
@@ -153,18 +163,24 @@ class OneShot:
             scores = scorer(calib_data, seed=(self.seed or 0) + step - 1, batch_size=64, progress=self.verbose > 1)
             if plan is not None:
                 scores = _removed_first(scores, plan)
+            block_scores = None
+            if self.remove_blocks:
+                block_scores = block_tbaa(state.view, calib[0], analysis=state.analysis, batch_size=64,
+                                          seed=self.seed or 0, progress=self.verbose > 1)
             t1 = time.perf_counter()
             budget = self.budget if self.iterations == 1 else GeometricStep(self.budget, step, self.iterations)
             plan = select(state.analysis, scores, budget, min_channels=self.min_channels, round_to=self.round_to,
-                          protect=self.protect, mode=self.mode, min_fraction=self.min_fraction)
+                          protect=self.protect, mode=self.mode, min_fraction=self.min_fraction,
+                          block_scores=block_scores)
             timings["score"] += t1 - t0
             timings["select"] += time.perf_counter() - t1
             hard_prune(wrapped, plan)
             small, _ = strip_pruning(wrapped)
             macs, params = count_macs(small), count_params(small)
             if self.verbose:
+                blocks = f", removed {len(plan.removed_blocks)} residual blocks" if self.remove_blocks else ""
                 print(f"{'one-shot' if self.iterations == 1 else f'round {step}/{self.iterations}'}: kept "
-                      f"{sum(len(k) for k in plan.kept.values())}/{sum(plan.group_sizes.values())} channels, "
+                      f"{sum(len(k) for k in plan.kept.values())}/{sum(plan.group_sizes.values())} channels{blocks}, "
                       f"MACs {macs / base_macs:.1%} of the baseline")
             name = "hard_prune" if last else f"prune_{step}"
             note = (f"round {step}/{self.iterations}: removed channels set to zero, before fine-tuning"

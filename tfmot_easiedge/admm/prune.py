@@ -11,6 +11,7 @@ from tfmot_easiedge.admm.wrapper import ADMMWrapper
 from tfmot_easiedge.graph.analysis import analyze
 from tfmot_easiedge.importance.criterion import as_criterion
 from tfmot_easiedge.plan import PruningPlan
+from tfmot_easiedge.rewrite.blocks import branch_zeroing
 from tfmot_easiedge.rewrite.clone import copy_layer, rebuild
 from tfmot_easiedge.rewrite.slim import slim
 from tfmot_easiedge.selection.allocate import select
@@ -98,6 +99,12 @@ def prune_filters(model: keras.Model, budget: BudgetSpec, *, importance: Criteri
             if len(node.inputs) != 1 or len(node.outputs) != 1:
                 raise ValueError(f"layer {node.name!r} has several inputs or outputs; ADMM wraps single-tensor layers")
             tracked[node.index] = names
+    # what silencing each removable residual block zeroes (its branch's last BatchNorm scale, say), so that a
+    # plan's removed_blocks can be held at zero too; those entries carry no penalty while their mask is 1
+    for index, names in _block_zeroing(analysis).items():
+        node = analysis.graph.nodes[index]
+        if len(node.inputs) == 1 and len(node.outputs) == 1:
+            tracked[index] = list(dict.fromkeys([*tracked.get(index, []), *names]))
     settings = {"budget": budget.describe(), "importance": criterion.name, "rho": float(rho), "protect": protect,
                 "min_channels": int(min_channels), "min_fraction": float(min_fraction), "round_to": round_to,
                 "penalty": penalty}
@@ -120,11 +127,33 @@ def prune_filters(model: keras.Model, budget: BudgetSpec, *, importance: Criteri
     return wrapped
 
 
+def _block_zeroing(analysis) -> dict[int, list[str]]:
+    """``{node index: trainable weight names}`` that silence the removable blocks whose branch can be zeroed
+    by trainable weights alone (a branch ending in a BatchNormalization without a scale cannot)."""
+    out: dict[int, list[str]] = {}
+    for block in analysis.removable_blocks.values():
+        try:
+            zeroing = branch_zeroing(analysis, [block])
+        except ValueError:
+            continue
+        trainable = {index: {v.path.split("/")[-1] for v in analysis.graph.nodes[index].layer.trainable_weights}
+                     for index in zeroing}
+        if all(set(names) <= trainable[index] for index, names in zeroing.items()):
+            for index, names in zeroing.items():
+                out[index] = list(dict.fromkeys([*out.get(index, []), *names]))
+    return out
+
+
 def hard_prune(model: keras.Model, plan: PruningPlan | None = None) -> PruningPlan:
     """Fixes the mask (``plan``, or the last Z-step's) in a wrapped model and zeroes the removed weights.
 
+    The plan's ``removed_blocks`` are silenced: the weights of each branch's last layer that make it output
+    zero are masked (:func:`~tfmot_easiedge.rewrite.blocks.branch_zeroing`), so the masked fine-tune keeps
+    them at zero and ``strip_pruning`` leaves the branches out.
+
     Raises:
-        ValueError: an unwrapped model, or no plan given before any Z-step.
+        ValueError: an unwrapped model, no plan given before any Z-step, or a removed block whose branch
+            the wrappers cannot hold at zero.
     """
     state = PruningState(model)
     if plan is None:

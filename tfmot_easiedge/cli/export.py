@@ -59,7 +59,7 @@ def _qat(model, args: argparse.Namespace, samples, val, path: Path):
 
     train = load_data(args.data, model, split="train", what="--data", args=args)
     return te.qat(model, train, epochs=args.qat_epochs, path=path, representative_data=samples,
-                  validation_data=val, verbose=0 if args.quiet else 1)
+                  validation_data=val, int8_io=args.int8_io, verbose=0 if args.quiet else 1)
 
 
 def _accuracy_row(row: dict, model, path: Path, val) -> dict:

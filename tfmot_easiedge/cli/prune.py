@@ -45,9 +45,16 @@ def _run_pipeline(model, train, val, args: argparse.Namespace, budget, plan=None
     options = {k: getattr(args, k) for k in ("min_fraction", "round_to") if getattr(args, k) is not None}
     if plan is not None:  # the plan decides every group's width; the budget only sizes the wrapping
         options, budget = {"min_fraction": 0.0}, te.FilterBudget(float(budget["ratio"]))
+    callbacks = [keras.callbacks.TensorBoard(args.log_dir)] if args.log_dir else []
+    if args.remove_blocks:  # one-shot with whole residual branches competing for the budget
+        oneshot = te.OneShot(budget, importance=args.importance, calibration_size=args.calibration_size,
+                             seed=args.seed, verbose=0 if args.quiet else 1, protect=names(args.protect),
+                             remove_blocks=True, **options)
+        return oneshot.run(model, (train.x, train.y), None if val is None else (val.x, val.y),
+                           calibration_data=calibration, finetune_epochs=args.finetune_epochs,
+                           batch_size=args.batch_size, callbacks=callbacks)
     pipeline = EasiEdge(budget, importance=args.importance, calibration_size=args.calibration_size, seed=args.seed,
                         verbose=0 if args.quiet else 1, protect=names(args.protect), **options)
-    callbacks = [keras.callbacks.TensorBoard(args.log_dir)] if args.log_dir else []
     return pipeline.run(model, (train.x, train.y), calibration_data=calibration, admm_epochs=args.admm_epochs,
                         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                         validation_data=None if val is None else (val.x, val.y), callbacks=callbacks, plan=plan,
@@ -67,7 +74,7 @@ def _check_protect(args: argparse.Namespace, analysis) -> None:
 def _prune_config(args: argparse.Namespace, from_logits: bool) -> dict:
     keys = ("data", "val_data", "budget", "admm_epochs", "finetune_epochs", "importance", "calibration_size",
             "batch_size", "rescale", "optimizer", "lr", "seed", "limit", "latency", "protect", "min_fraction",
-            "round_to", "plan", "resume")
+            "round_to", "plan", "resume", "remove_blocks")
     return {**{k: getattr(args, k) for k in keys}, "model": args.model, "from_logits": from_logits}
 
 
@@ -114,7 +121,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _check_plan_options(args: argparse.Namespace) -> None:
-    """``--plan`` fixes what is removed: the options that choose it are refused beside it."""
+    """``--plan`` fixes what is removed: the options that choose it are refused beside it; ``--remove-blocks``
+    is one-shot pruning."""
+    if args.remove_blocks:
+        if args.admm_epochs != 0:
+            raise UserError("--remove-blocks chooses blocks in one-shot pruning: add --admm-epochs 0")
+        for flag in ("plan", "resume"):
+            if getattr(args, flag):
+                raise UserError(f"--remove-blocks cannot be used with --{flag}")
     if not args.plan:
         return
     for flag in ("protect", "min_fraction", "round_to"):
@@ -179,6 +193,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="every group keeps at least this fraction of its channels (default 0.1)")
     p.add_argument("--round-to", type=int, default=None, metavar="N",
                    help="round kept channel counts up to a multiple of N (e.g. 8 for fast kernels)")
+    p.add_argument("--remove-blocks", action="store_true",
+                   help="with --admm-epochs 0: whole residual branches compete with channels for the budget "
+                        "(block TBAA); the slim model replaces the removed ones by their shortcut")
     p.add_argument("--log-dir", metavar="DIR", help="write TensorBoard logs of the ADMM and fine-tune fits here")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command from the "
                                                          "checkpoints it kept in OUT.resume (its last finished epoch)")

@@ -176,7 +176,7 @@ def check_rebuild(model: keras.Model, sample_inputs: Any = None, *, timeout: flo
 
 def qat(model: keras.Model, data: Any, *, epochs: int, path: str | os.PathLike, representative_data: Any = None,
         validation_data: Any = None, batch_size: int = 64, learning_rate: float = 1e-4, seed: int = 0,
-        overwrite: bool = False, min_top1_agreement: float | None = None, verbose: int = 1,
+        int8_io: bool = False, overwrite: bool = False, min_top1_agreement: float | None = None, verbose: int = 1,
         on_epoch: Callable[[dict], None] | None = None, timeout: float | None = None, **fit_kwargs: Any) -> QATResult:
     """Quantization-aware trains ``model`` with tfmot and writes a full-integer .tflite verified with LiteRT.
 
@@ -199,6 +199,9 @@ def qat(model: keras.Model, data: Any, *, epochs: int, path: str | os.PathLike, 
         batch_size: fine-tuning batch size.
         learning_rate: Adam's learning rate (small: the model is already trained).
         seed: tf_keras's seed in the child.
+        int8_io: int8 input and output tensors instead of float32 (for runtimes and accelerators that take
+            only integers, e.g. Edge TPU and microcontrollers); their scale and zero point are in the
+            interpreter's tensor details. LiteRT verification quantizes and dequantizes with them.
         overwrite: replace an existing ``path``.
         min_top1_agreement: smallest accepted top-1 agreement of the file with the QAT model (None: not
             checked).
@@ -251,7 +254,7 @@ def qat(model: keras.Model, data: Any, *, epochs: int, path: str | os.PathLike, 
         arrays.update(val_x=val[0], val_y=val[1])
     job = {"mode": "qat", "tolerance": REBUILD_TOLERANCE, "epochs": epochs, "batch_size": int(batch_size),
            "learning_rate": float(learning_rate), "seed": int(seed), "sparse_labels": y.ndim == 1,
-           "from_logits": _from_logits(model), "fit_kwargs": fit_kwargs}
+           "from_logits": _from_logits(model), "fit_kwargs": fit_kwargs, "int8_io": bool(int8_io)}
 
     def epoch_line(logs: dict) -> None:
         if verbose:

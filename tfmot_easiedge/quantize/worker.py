@@ -68,7 +68,7 @@ def _fit(qmodel, job: dict, arrays) -> dict:
     return {str(k): [_number(v) for v in vs] for k, vs in history.history.items()}
 
 
-def _convert(qmodel, representative) -> bytes:
+def _convert(qmodel, representative, int8_io: bool = False) -> bytes:
     import tensorflow as tf
 
     def gen():
@@ -79,6 +79,9 @@ def _convert(qmodel, representative) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = gen  # ranges of the layers QAT left out, and the input
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # int8 everywhere, or fail
+    if int8_io:  # int8 input and output tensors (read their scale/zero point from the interpreter)
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     return converter.convert()
 
 
@@ -107,7 +110,7 @@ def run(job_dir: Path) -> dict[str, Any]:
     if job["mode"] == "check":
         return result
     result["history"] = _fit(qmodel, job, arrays)
-    (job_dir / "model.tflite").write_bytes(_convert(qmodel, arrays["rep_x"]))
+    (job_dir / "model.tflite").write_bytes(_convert(qmodel, arrays["rep_x"], bool(job.get("int8_io", False))))
     np.save(job_dir / "reference.npy", np.asarray(qmodel.predict(arrays["verify_x"], batch_size=256, verbose=0)))
     return result
 

@@ -400,3 +400,46 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _macs_table(model, analysis, per_mac_ms=1e-6):
+    """A latency table whose segments cost exactly ``per_mac_ms`` per MAC (bilinear in the widths, so the
+    table's bilinear interpolation is exact), no per-operator, per-invoke or other-operator cost."""
+    from tfmot_easiedge.latency.segments import find_segments
+    from tfmot_easiedge.latency.table import LatencyTable
+
+    segments, others = find_segments(analysis)
+    from tfmot_easiedge.metrics.counting import layer_macs
+
+    macs = layer_macs(model)
+    entries = []
+    for k, seg in enumerate(segments):
+        full_in, full_out = seg.axes["in"]["full"], seg.axes["out"]["full"]
+        grid = [[per_mac_ms * macs[seg.name] * i * o / (full_in * full_out) for o in seg.axes["out"]["grid"]]
+                for i in seg.axes["in"]["grid"]]
+        entries.append({"name": seg.name, "kind": seg.kind, "key": k, "in": seg.axes["in"],
+                        "out": dict(seg.axes["out"], step=1), "ms": grid})
+    return LatencyTable(runtime="tflite", runtime_version="synthetic", threads=1, batch_size=1, machine={},
+                        date="", fingerprint=analysis.fingerprint, model_name=analysis.graph.model_name,
+                        groups={g: grp.size for g, grp in analysis.groups.items()}, invoke_ms=0.0, op_ms=0.0,
+                        segments=entries, others={**others, "n_ops": 0, "fixed_ms": 0.0, "variable_ms": 0.0},
+                        extra={})
+
+
+def test_a_latency_budget_prices_blocks_by_the_table(trained):
+    from tfmot_easiedge.metrics.counting import layer_macs
+
+    model, analysis, x = trained
+    table = _macs_table(model, analysis)
+    scores = te.importance.tbaa(model, x, analysis=analysis, progress=False)
+    blocks = block_tbaa(model, x, analysis=analysis, progress=False)
+    plan = te.select(analysis, scores, te.LatencyBudget(0.85, table=table), block_scores=blocks)
+    assert plan.removed_blocks
+    # the table's ms are MACs of the convolutions and the Dense: the plan's predicted latency is the slim model's
+    small = te.slim(model, plan, analysis=analysis)
+    names = {s["name"] for s in table.segments}
+    slim_ms = 1e-6 * sum(v for k, v in layer_macs(small).items() if k in names)
+    assert plan.metadata["cost"]["predicted"] == pytest.approx(slim_ms, rel=1e-9)
+    assert slim_ms <= 0.15 * table.predict_counts({}) * (1 + 1e-9)
+    with pytest.raises(ValueError, match="removes residual blocks"):
+        table.predict(plan)  # never a silent over-prediction that counts the removed branches

@@ -65,18 +65,52 @@ class LatencyCost(CostModel):
         return float(self.predictor(np.asarray(kept, dtype=float)[None, :])[0])
 
     def saving(self, kept: np.ndarray) -> np.ndarray:
-        kept = np.asarray(kept, dtype=float)
-        n = len(kept)
-        rows = [kept[None, :]]
-        for d in _LOOKAHEAD:
-            rows.append(kept[None, :] - d * np.eye(n))
-        t = self.predictor(np.maximum(np.vstack(rows), 0.0))
-        base, best = t[0], np.zeros(n)
-        for k, d in enumerate(_LOOKAHEAD):
-            slope = (base - t[1 + k * n:1 + (k + 1) * n]) / d
-            reachable = kept - d >= 1  # a lookahead past the last channel says nothing
-            best = np.where(reachable | (d == 1), np.maximum(best, slope), best)
-        return best
+        return _lookahead_saving(self.predictor, kept)
+
+    def branch_cost(self, node_indices: tuple[int, ...]) -> CostModel:
+        """The predicted milliseconds a residual branch of these graph nodes costs (its segments, and one
+        operator for the ``Add`` it makes redundant), for ``select(..., block_scores=...)``."""
+        names = {self.analysis.graph.nodes[i].name for i in node_indices}
+        segments = [s for s, seg in enumerate(self.table.segments) if seg["name"] in names]
+        return _BranchLatency(self, segments)
+
+
+class _BranchLatency(CostModel):
+    """Milliseconds of some segments of a :class:`LatencyCost`'s table, plus one operator's fixed cost."""
+
+    name, label = "latency", "predicted latency"
+    linear = False
+
+    def __init__(self, whole: LatencyCost, segments: list[int]):
+        super().__init__(whole.analysis)
+        self.predictor, self.segments = whole.predictor, segments
+        self.op_ms = float(whole.table.op_ms)
+
+    def batch(self, kept: np.ndarray) -> np.ndarray:
+        k = np.atleast_2d(np.asarray(kept, dtype=float))
+        return self.predictor.segments_ms(k, self.segments) + self.op_ms
+
+    def total(self, kept: np.ndarray) -> float:
+        return float(self.batch(kept)[0])
+
+    def saving(self, kept: np.ndarray) -> np.ndarray:
+        return _lookahead_saving(self.batch, kept)
+
+
+def _lookahead_saving(predict, kept: np.ndarray) -> np.ndarray:
+    """Per group, the steepest average saving per channel of ``predict`` over the next 1, 4, 8 or 16 channels."""
+    kept = np.asarray(kept, dtype=float)
+    n = len(kept)
+    rows = [kept[None, :]]
+    for d in _LOOKAHEAD:
+        rows.append(kept[None, :] - d * np.eye(n))
+    t = predict(np.maximum(np.vstack(rows), 0.0))
+    base, best = t[0], np.zeros(n)
+    for k, d in enumerate(_LOOKAHEAD):
+        slope = (base - t[1 + k * n:1 + (k + 1) * n]) / d
+        reachable = kept - d >= 1  # a lookahead past the last channel says nothing
+        best = np.where(reachable | (d == 1), np.maximum(best, slope), best)
+    return best
 
 
 def _as_table(table: Any) -> LatencyTable:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,11 +122,19 @@ class Predictor:
 
     def __call__(self, kept: np.ndarray) -> np.ndarray:
         k = np.atleast_2d(np.asarray(kept, dtype=float))
-        n_in, n_out = k @ self.w_in.T + self.u_in, k @ self.w_out.T + self.u_out
-        total = np.full(len(k), float(self.table.invoke_ms))
-        for s, seg in enumerate(self.table.segments):
-            total += interpolate(seg, n_in[:, s], n_out[:, s])
+        total = float(self.table.invoke_ms) + self.segments_ms(k, range(len(self.table.segments)))
         return total + self.table.others_ms(k @ self.w_elem + self.u_elem, self.full_elements)
+
+    def segments_ms(self, kept: np.ndarray, segments: Iterable[int]) -> np.ndarray:
+        """The summed latency of the segments numbered ``segments`` for each row of kept counts."""
+        k = np.atleast_2d(np.asarray(kept, dtype=float))
+        total = np.zeros(len(k))
+        for s in segments:
+            seg = self.table.segments[s]
+            n_in = k @ self.w_in[s] + self.u_in[s]
+            n_out = k @ self.w_out[s] + self.u_out[s]
+            total += interpolate(seg, n_in, n_out)
+        return total
 
 
 @dataclasses.dataclass
@@ -284,6 +292,10 @@ class LatencyTable:
             ValueError: a plan or model of another model.
         """
         if hasattr(model_or_plan, "kept") and hasattr(model_or_plan, "group_sizes"):
+            if getattr(model_or_plan, "removed_blocks", ()):
+                raise ValueError("the plan removes residual blocks, whose layers a latency table cannot tell "
+                                 "without the model: read the prediction select made "
+                                 "(plan.metadata['cost']['predicted'], with a LatencyBudget) or time the slim model")
             return self.predict_counts(self._plan_counts(model_or_plan))
         from tfmot_easiedge.latency.segments import model_widths
 

@@ -9,8 +9,9 @@ no decision any more (the plan keeps them whole) and stop competing.
 
 Costs stay exact: the cost of a selection is the budget's cost model minus the branch costs of the removed
 blocks, each branch cost a cost model of the same kind restricted to the branch's layers
-(:func:`branch_cost`). Built in for MACs, parameters and filters; a user's cost model can price a block by
-defining ``branch_cost(node_indices) -> CostModel``.
+(:func:`branch_cost`). Built in for MACs, parameters and filters; a cost model can price a block by
+defining ``branch_cost(node_indices) -> CostModel``, as the latency table's does (the branch's segments and
+one operator for its ``Add``).
 
 Example:
     >>> from tfmot_easiedge import analyze
@@ -32,8 +33,7 @@ import numpy as np
 from tfmot_easiedge.graph.analysis import ModelAnalysis
 from tfmot_easiedge.graph.blocks import ResidualBlock
 from tfmot_easiedge.metrics.counting import macs_coefficients
-from tfmot_easiedge.selection.cost import BilinearCost, CostModel, FilterCost, MacsCost, ParamsCost
-from tfmot_easiedge.selection.cost import _param_coefficients as param_coefficients
+from tfmot_easiedge.selection.cost import BilinearCost, CostModel, FilterCost, MacsCost, ParamsCost, param_coefficients
 
 __all__ = ["BlockSelection", "branch_cost", "check_block_scores"]
 
@@ -92,7 +92,7 @@ def branch_cost(cost: CostModel, analysis: ModelAnalysis, block: ResidualBlock) 
 
         return _BranchFilters(analysis, np.array([weight(g) for g in cost.group_ids]))
     raise ValueError(f"a {cost.name} budget cannot price a removed residual block: block removal is counted in "
-                     "MACs, parameters or filters (or a cost model with a branch_cost(node_indices) method)")
+                     "MACs, parameters, filters or latency (or a cost model with a branch_cost(node_indices) method)")
 
 
 def _is_dense(analysis: ModelAnalysis, name: str) -> bool:

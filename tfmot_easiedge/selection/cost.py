@@ -228,12 +228,14 @@ class ParamsCost(BilinearCost):
             if id(layer) in seen or not getattr(layer, "weights", None):
                 return None
             seen.add(id(layer))
-            return _param_coefficients(analysis, node)
+            return param_coefficients(analysis, node)
 
         super().__init__(analysis, coefficients)
 
 
-def _param_coefficients(analysis: ModelAnalysis, node) -> tuple[float, float, float, float]:
+def param_coefficients(analysis: ModelAnalysis, node) -> tuple[float, float, float, float]:
+    """A layer's parameters as the bilinear form ``(const, per input channel, per output channel, per both)``
+    of its kept input and output channels (the whole count as a constant when no rule moves its channels)."""
     layer = node.layer
     full = float(sum(int(np.prod(v.shape)) for v in layer.weights))
     rule = analysis.rules[node.index]

@@ -46,6 +46,7 @@ from benchmarks import common  # noqa: E402
 
 BUDGET = "macs:0.75"  # 4x fewer MACs
 QAT_EPOCHS = (1, 3)
+DEFAULT_LR = 1e-4
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -87,11 +88,7 @@ def slim_model(net: str, x_train, y_train, finetune_epochs: int, cache_name: str
     slim = te.slim(model, plan, analysis=analysis)
     te.recalibrate_batchnorm(slim, x_train[:2048].astype("float32"), max_examples=2048, batch_size=256)
     if finetune_epochs:
-        keras.utils.set_random_seed(0)
-        steps = -(-len(x_train) // 128)
-        cfg = common.TrainConfig(epochs=finetune_epochs, lr=finetune_lr, warmup_epochs=0, batch_size=128)
-        slim.compile(optimizer=common.make_optimizer(cfg, steps, slim), loss="sparse_categorical_crossentropy")
-        slim.fit(common.make_train_dataset(x_train, y_train, 128), epochs=finetune_epochs, verbose=2)
+        common.finetune(slim, x_train, y_train, finetune_epochs, lr=finetune_lr)
     common.save_model_atomic(slim, cache)
     return slim
 
@@ -193,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--finetune-epochs", type=int, default=10, help="float fine-tune after pruning (default 10)")
     p.add_argument("--finetune-lr", type=float, default=0.05, help="its SGD peak learning rate (cosine to 0)")
     p.add_argument("--qat-epochs", default=",".join(map(str, QAT_EPOCHS)))
-    p.add_argument("--lr", type=float, default=1e-4, help="QAT's Adam learning rate")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR,
+                   help=f"QAT's (and the float control's) Adam learning rate (default {DEFAULT_LR:g}; another "
+                        "one is named in the output file)")
     p.add_argument("--smoke", action="store_true", help="tiny run written under benchmarks/cache/")
     args = p.parse_args(argv)
     args.qat_epochs = [int(e) for e in args.qat_epochs.split(",")]
@@ -202,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.finetune_epochs, args.qat_epochs = min(args.finetune_epochs, 1), [1]
     result = run(args)
     result["command"] = "python -m benchmarks.qat " + " ".join(sys.argv[1:] if argv is None else argv)
-    name = f"qat_{args.net}{'_smoke' if args.smoke else ''}.json"
+    lr = "" if args.lr == DEFAULT_LR else f"_lr{args.lr:g}"
+    name = f"qat_{args.net}{lr}{'_smoke' if args.smoke else ''}.json"
     out = (common.CACHE_DIR if args.smoke else common.RESULTS_DIR) / name
     common.write_json_atomic(out, result)
     common.write_text_atomic(out.with_suffix(".md"), markdown(result))

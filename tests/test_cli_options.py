@@ -17,6 +17,8 @@ from keras import layers
 import tfmot_easiedge as te
 from tfmot_easiedge import cli
 
+from cli_helpers import one_line_error, run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,18 +38,6 @@ def files(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.savez(root / "d.npz", x=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 4, 64))
     return root
-
-
-def _run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(code, err, text):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("easiedge: error: ") and text in lines[0], err
 
 
 def _prune(files, out, *extra):
@@ -79,8 +69,8 @@ def test_version(capsys):
 ])
 def test_bad_numbers_are_refused_before_any_work(flag, value, text, files, tmp_path, capsys):
     start = time.perf_counter()
-    code, _, err = _run(capsys, *_prune(files, tmp_path / "out", flag, value))
-    _one_line(code, err, text)
+    code, _, err = run_cli(capsys, *_prune(files, tmp_path / "out", flag, value))
+    one_line_error(code, err, text)
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
     assert time.perf_counter() - start < 10  # refused up front, not after a run
 
@@ -88,13 +78,13 @@ def test_bad_numbers_are_refused_before_any_work(flag, value, text, files, tmp_p
 def test_out_cannot_be_the_working_directory(files, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for out in (".", ".."):
-        code, _, err = _run(capsys, *_prune(files, out))
-        _one_line(code, err, "is the working directory or one above it")
+        code, _, err = run_cli(capsys, *_prune(files, out))
+        one_line_error(code, err, "is the working directory or one above it")
 
 
 def test_protect_min_fraction_round_to_and_log_dir(files, tmp_path, capsys):
     out, logs = tmp_path / "run", tmp_path / "tb"
-    code, _, err = _run(capsys, *_prune(files, out, "--protect", "conv0", "--round-to", "4", "--min-fraction",
+    code, _, err = run_cli(capsys, *_prune(files, out, "--protect", "conv0", "--round-to", "4", "--min-fraction",
                                         "0.25", "--log-dir", logs, "--budget", "filters:0.25"))
     assert code == 0, err
     plan = te.PruningPlan.from_json((out / "plan.json").read_text())
@@ -106,9 +96,9 @@ def test_protect_min_fraction_round_to_and_log_dir(files, tmp_path, capsys):
 
 
 def test_export_int8_io(files, tmp_path, capsys):
-    code, _, err = _run(capsys, "export", files / "m.keras", "--to", "tflite", "--int8-io", "--out", tmp_path / "a")
-    _one_line(code, err, "--int8-io needs --int8")
-    code, _, err = _run(capsys, "export", files / "m.keras", "--to", "tflite", "--int8", "--int8-io", "--data",
+    code, _, err = run_cli(capsys, "export", files / "m.keras", "--to", "tflite", "--int8-io", "--out", tmp_path / "a")
+    one_line_error(code, err, "--int8-io needs --int8")
+    code, _, err = run_cli(capsys, "export", files / "m.keras", "--to", "tflite", "--int8", "--int8-io", "--data",
                         files / "d.npz", "--out", tmp_path / "b", "--quiet")
     assert code == 0, err
     from tfmot_easiedge.export.tflite import make_interpreter
@@ -162,8 +152,8 @@ def test_loader_keeps_keras_cause(tmp_path, capsys):
     x = keras.Input((4,))
     keras.Model(x, NoSuchLayer()(layers.Dense(2)(x))).save(tmp_path / "custom.keras")
     keras.saving.get_custom_objects().pop("easiedge_test>NoSuchLayer")
-    code, _, err = _run(capsys, "analyze", tmp_path / "custom.keras")
-    _one_line(code, err, "Could not locate class 'NoSuchLayer'")
+    code, _, err = run_cli(capsys, "analyze", tmp_path / "custom.keras")
+    one_line_error(code, err, "Could not locate class 'NoSuchLayer'")
     assert "register_keras_serializable" in err and "config" not in err
 
 
@@ -173,18 +163,18 @@ def test_non_finite_model_and_data_are_refused(files, tmp_path, capsys):
     kernel[0, 0, 0, 0] = np.nan
     model.get_layer("conv0").set_weights([kernel, bias])
     model.save(tmp_path / "nan.keras")
-    code, _, err = _run(capsys, *_prune(files, tmp_path / "a")[:1], tmp_path / "nan.keras",
+    code, _, err = run_cli(capsys, *_prune(files, tmp_path / "a")[:1], tmp_path / "nan.keras",
                         *_prune(files, tmp_path / "a")[2:])
-    _one_line(code, err, "contains NaN")
-    code, _, err = _run(capsys, "export", tmp_path / "nan.keras", "--to", "tflite", "--out", tmp_path / "b")
-    _one_line(code, err, "contains NaN")
+    one_line_error(code, err, "contains NaN")
+    code, _, err = run_cli(capsys, "export", tmp_path / "nan.keras", "--to", "tflite", "--out", tmp_path / "b")
+    one_line_error(code, err, "contains NaN")
     x = np.load(files / "d.npz")["x"].astype("float32")
     x[33, 1, 2, 0] = np.inf
     np.savez(tmp_path / "inf.npz", x=x, y=np.load(files / "d.npz")["y"])
     args = _prune(files, tmp_path / "c")
     args[3] = tmp_path / "inf.npz"
-    code, _, err = _run(capsys, *args)
-    _one_line(code, err, "example 33 contains inf")
+    code, _, err = run_cli(capsys, *args)
+    one_line_error(code, err, "example 33 contains inf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inf.npz", "nan.keras"]
 
 

@@ -18,6 +18,8 @@ import tfmot_easiedge as te
 from tfmot_easiedge import cli
 from tfmot_easiedge.admm.checkpoint import Checkpoints
 
+from cli_helpers import one_line_error, run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,18 +47,6 @@ def _argv(files, out, *extra, admm=3, finetune=2, budget=("--budget", "filters:0
             "--batch-size", "16", "--out", str(out), *map(str, extra)]
 
 
-def _run(capsys, argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(code, err, text):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("easiedge: error: ") and text in lines[0], err
-
-
 @pytest.fixture(scope="module")
 def finished(files, tmp_path_factory):
     """One uninterrupted run: its output directory."""
@@ -80,7 +70,7 @@ def _edited_plan(finished, tmp_path):
 def test_plan_is_applied_exactly(files, finished, tmp_path, capsys):
     path, gid = _edited_plan(finished, tmp_path)
     out = tmp_path / "applied"
-    code, _, err = _run(capsys, _argv(files, out, "--plan", path, "--quiet", budget=()))
+    code, _, err = run_cli(capsys, _argv(files, out, "--plan", path, "--quiet", budget=()))
     assert code == 0, err
     applied = te.PruningPlan.from_json((out / "plan.json").read_text())
     wanted = te.PruningPlan.from_json(path.read_text())
@@ -110,18 +100,18 @@ def test_bad_plans_are_one_line_before_any_work(files, finished, tmp_path, capsy
         if not isinstance(content, Path):
             path.write_text(json.dumps(content))
         out = tmp_path / "never"
-        code, _, err = _run(capsys, _argv(files, out, "--plan", path, budget=()))
-        _one_line(code, err, text)
+        code, _, err = run_cli(capsys, _argv(files, out, "--plan", path, budget=()))
+        one_line_error(code, err, text)
         assert not out.exists() and not Path(str(out) + ".resume").exists()
     other = ["prune", str(files / "other.keras"), *_argv(files, tmp_path / "o", "--plan", finished / "plan.json",
                                                           budget=())[2:]]
-    code, _, err = _run(capsys, other)
-    _one_line(code, err, "a plan made for another model")
-    code, _, err = _run(capsys, _argv(files, tmp_path / "o", "--plan", finished / "plan.json", "--round-to", "4",
+    code, _, err = run_cli(capsys, other)
+    one_line_error(code, err, "a plan made for another model")
+    code, _, err = run_cli(capsys, _argv(files, tmp_path / "o", "--plan", finished / "plan.json", "--round-to", "4",
                                       budget=()))
-    _one_line(code, err, "--round-to has no effect with --plan")
-    code, _, err = _run(capsys, _argv(files, tmp_path / "o", "--plan", finished / "plan.json"))
-    _one_line(code, err, "not allowed with argument")
+    one_line_error(code, err, "--round-to has no effect with --plan")
+    code, _, err = run_cli(capsys, _argv(files, tmp_path / "o", "--plan", finished / "plan.json"))
+    one_line_error(code, err, "not allowed with argument")
 
 
 # --------------------------------------------------------------------------- --resume
@@ -156,7 +146,7 @@ def test_resume_continues_to_the_same_plan(stop_at, files, finished, tmp_path, c
     resume = tmp_path / "run.resume"
     assert "interrupted" in err and str(resume) in err and "--resume" in err, err
     assert not out.exists() and sorted(p.name for p in resume.iterdir()) == [f"epoch-{stop_at:04d}"]
-    code, _, err = _run(capsys, _argv(files, out, "--quiet", "--resume"))
+    code, _, err = run_cli(capsys, _argv(files, out, "--quiet", "--resume"))
     assert code == 0, err
     assert not resume.exists()  # a completed run removes its checkpoints
     assert _plan(out).kept == _plan(finished).kept
@@ -168,19 +158,19 @@ def test_resume_continues_to_the_same_plan(stop_at, files, finished, tmp_path, c
 
 def test_resume_refusals(files, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    code, _, err = _run(capsys, _argv(files, out, "--resume"))
-    _one_line(code, err, "no checkpoint in")
+    code, _, err = run_cli(capsys, _argv(files, out, "--resume"))
+    one_line_error(code, err, "no checkpoint in")
     assert _interrupt_after(files, out, 1, monkeypatch) == 130
     capsys.readouterr()
-    code, _, err = _run(capsys, _argv(files, out, "--resume", budget=("--budget", "filters:0.25")))
-    _one_line(code, err, "--budget is 'filters:0.25' but the interrupted run")
+    code, _, err = run_cli(capsys, _argv(files, out, "--resume", budget=("--budget", "filters:0.25")))
+    one_line_error(code, err, "--budget is 'filters:0.25' but the interrupted run")
     other = ["prune", str(files / "other.keras"), *_argv(files, out, "--resume")[2:]]
-    code, _, err = _run(capsys, other)
-    _one_line(code, err, "--resume: MODEL is")
-    code, _, err = _run(capsys, _argv(files, out))  # a fresh run does not silently discard the checkpoints
-    _one_line(code, err, "add --resume to continue it, or --overwrite")
+    code, _, err = run_cli(capsys, other)
+    one_line_error(code, err, "--resume: MODEL is")
+    code, _, err = run_cli(capsys, _argv(files, out))  # a fresh run does not silently discard the checkpoints
+    one_line_error(code, err, "add --resume to continue it, or --overwrite")
     assert (tmp_path / "run.resume").exists()
-    code, _, err = _run(capsys, _argv(files, out, "--quiet", "--overwrite", admm=1, finetune=0))
+    code, _, err = run_cli(capsys, _argv(files, out, "--quiet", "--overwrite", admm=1, finetune=0))
     assert code == 0, err
     assert "removed" in err and not (tmp_path / "run.resume").exists()
 

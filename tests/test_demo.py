@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 
 import tfmot_easiedge as te
-from tfmot_easiedge import cli, demo, report
+from tfmot_easiedge import demo, report
 from tfmot_easiedge.data import DataError, cifar10_dir
 
-
-def _run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code, err, pattern):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("easiedge: error: "), err
-    assert pattern in lines[0], lines[0]
+from cli_helpers import one_line_error, run_cli
 
 
 @pytest.fixture
@@ -37,7 +27,7 @@ def no_sklearn(monkeypatch):
 def test_quick_demo_on_digits_writes_model_tflite_and_report(tmp_path, capsys):
     pytest.importorskip("sklearn")
     out = tmp_path / "demo"
-    code, stdout, err = _run(capsys, "demo", "--quick", "--dataset", "digits", "--out", out, "--quiet")
+    code, stdout, err = run_cli(capsys, "demo", "--quick", "--dataset", "digits", "--out", out, "--quiet")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == sorted(demo.FILES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no temporary directory left beside it
@@ -65,9 +55,9 @@ def test_existing_results_are_refused_and_nothing_runs(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "model.keras").write_text("an earlier result")
-    _one_line_error(*_run(capsys, "demo", "--quick", "--out", out)[::2], "pass --overwrite")
+    one_line_error(*run_cli(capsys, "demo", "--quick", "--out", out)[::2], "pass --overwrite")
     (out / "thesis.tex").write_text("keep me")
-    _one_line_error(*_run(capsys, "demo", "--quick", "--out", out, "--overwrite")[::2], "did not write")
+    one_line_error(*run_cli(capsys, "demo", "--quick", "--out", out, "--overwrite")[::2], "did not write")
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "thesis.tex"]
 
 
@@ -77,14 +67,14 @@ def test_existing_results_are_refused_and_nothing_runs(tmp_path, capsys):
     (["--dataset", "mnist"], "invalid choice"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
-    code, _, err = _run(capsys, "demo", "--quick", "--out", tmp_path / "o", *argv)
-    _one_line_error(code, err, message)
+    code, _, err = run_cli(capsys, "demo", "--quick", "--out", tmp_path / "o", *argv)
+    one_line_error(code, err, message)
     assert not (tmp_path / "o").exists()
 
 
 def test_no_data_at_all_is_one_line(tmp_path, capsys, no_cifar, no_sklearn):
-    code, _, err = _run(capsys, "demo", "--quick", "--out", tmp_path / "o")
-    _one_line_error(code, err, "no data for the demo: CIFAR-10 TFRecords not found")
+    code, _, err = run_cli(capsys, "demo", "--quick", "--out", tmp_path / "o")
+    one_line_error(code, err, "no data for the demo: CIFAR-10 TFRecords not found")
     assert "tfmot-easiedge[demo]" in err and not (tmp_path / "o").exists()
     with pytest.raises(DataError, match="needs scikit-learn"):
         demo.load_demo_data("digits", settings=demo.QUICK)

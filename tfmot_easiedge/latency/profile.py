@@ -51,7 +51,65 @@ def _writer(runtime: str, fast: bool = False):
         return lambda model, path: Path(path).write_bytes(convert(model))
     from tfmot_easiedge.export.onnx import DEFAULT_OPSET, write_onnx
 
+    if fast:
+        def write_segment(model, path):
+            write_onnx(model, path, DEFAULT_OPSET)
+            drop_layout_transposes(path)
+
+        return write_segment
     return lambda model, path: write_onnx(model, path, DEFAULT_OPSET)
+
+
+def drop_layout_transposes(path: str | os.PathLike) -> int:
+    """Removes the NHWC->NCHW ``Transpose`` after the graph input and the NCHW->NHWC one before the graph
+    output of an ONNX file, so the file reads and writes NCHW; returns how many were removed.
+
+    tf2onnx wraps a Keras (NHWC) model in these; inside a whole model they exist only at its ends, so in a
+    one-layer segment file they would be timed as if every layer paid for two. On the 3-segment model of
+    ``tests/test_latency_table.py`` (microsecond layers, 2 loaded cores) dropping them brought the table's
+    prediction of the whole model from 3.0x to 2.0x of its measured time; the rest is per-call overhead of
+    layers that small.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inputs = {i.name: i for i in graph.input}
+    outputs = {o.name: o for o in graph.output}
+    removed = 0
+    for node in list(graph.node):
+        if node.op_type != "Transpose":
+            continue
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        if node.input[0] in inputs and perm == [0, 3, 1, 2]:
+            for other in graph.node:
+                for k, name in enumerate(other.input):
+                    if name == node.output[0]:
+                        other.input[k] = node.input[0]
+            _permute(inputs[node.input[0]])
+        elif node.output[0] in outputs and perm == [0, 2, 3, 1]:
+            for other in graph.node:
+                for k, name in enumerate(other.output):
+                    if name == node.input[0]:
+                        other.output[k] = node.output[0]
+            _permute(outputs[node.output[0]])
+        else:
+            continue
+        graph.node.remove(node)
+        removed += 1
+    if removed:
+        onnx.save(model, str(path))
+    return removed
+
+
+def _permute(value_info) -> None:
+    """An NHWC tensor declaration made NCHW."""
+    dims = value_info.type.tensor_type.shape.dim
+    copies = [type(d)() for d in dims]
+    for c, d in zip(copies, dims):
+        c.CopyFrom(d)
+    for k, src in enumerate((0, 3, 1, 2)):
+        dims[k].CopyFrom(copies[src])
 
 
 def _probe_widths(seg: SegmentSpec) -> list[int] | None:

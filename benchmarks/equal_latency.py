@@ -1,20 +1,25 @@
-"""Block removal vs channel-only pruning at the same measured latency, on a trained CIFAR-10 ResNet (issue 16).
+"""A plan against a MAC-budget plan at the same measured latency, on a trained CIFAR-10 net (issue 16).
 
-On a committed baseline (``benchmarks/baselines/NET.keras``, a ResNet with removable identity blocks):
+On a committed baseline (``benchmarks/baselines/NET.keras``), channels scored by TBAA on 512 training
+images, every group keeping >= 10%:
 
-1. score channels (TBAA) and removable blocks (block TBAA) on 512 training images;
-2. **blocks + channels**: ``select(..., MacsBudget(r), block_scores=...)``, 10% floor per group;
-3. **channels only** at the same measured latency: the MAC budget is bisected until the slim model's TFLite
-   latency (fp32, 1 thread, batch 1, thread CPU time, median of interleaved rounds) is within
-   ``--tolerance`` of the block plan's;
-4. both slim models: BatchNorm re-estimated on 2,048 augmented training images, top-1 on the 10,000 test
+1. the plan under test (``--method``):
+   * ``blocks``: ``select(..., MacsBudget(r), block_scores=...)``, removable residual blocks (block TBAA)
+     competing with channels;
+   * ``latency``: ``select(..., LatencyBudget(r, table=...))`` with the net's TFLite table, profiled here
+     (1 thread; the time it takes is recorded);
+2. **channels at a MAC budget** at the same measured latency: the MAC budget is bisected until the slim
+   model's TFLite latency (fp32, 1 thread, batch 1, thread CPU time, median of rounds) is within
+   ``--tolerance`` of the first plan's;
+3. both slim models: BatchNorm re-estimated on 2,048 augmented training images, top-1 on the 10,000 test
    images, then the same fine-tune (``common.finetune``: SGD, cosine, augmentation) and top-1 again.
 
 A difference within twice the standard error of the paired per-image difference is a tie.
 
-From the repository root (about half an hour on two cores)::
+From the repository root (about half an hour each on two cores)::
 
-    nice .venv/bin/python -m benchmarks.blocks_accuracy --net resnet20_w1
+    nice .venv/bin/python -m benchmarks.equal_latency --method blocks --net resnet20_w1 --ratio 0.85
+    nice .venv/bin/python -m benchmarks.equal_latency --method latency --net resnet20_w1 --ratio 0.5
 """
 from __future__ import annotations
 
@@ -71,13 +76,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     calib = x_train[:512].astype("float32")
     recal = _augmented(x_train, 2048)
     scores = te.importance.tbaa(model, calib, analysis=analysis, progress=False)
-    blocks = te.importance.block_tbaa(model, calib, analysis=analysis, progress=False)
-    with_blocks = te.select(analysis, scores, te.MacsBudget(args.ratio), block_scores=blocks,
-                            min_fraction=MIN_FRACTION)
-    print(f"blocks + channels at macs:{args.ratio}: {len(with_blocks.removed_blocks)} blocks removed "
-          f"{list(with_blocks.removed_blocks)}", flush=True)
+    extra: dict[str, Any] = {}
+    if args.method == "blocks":
+        blocks = te.importance.block_tbaa(model, calib, analysis=analysis, progress=False)
+        name_a = "blocks+channels"
+        with_blocks = te.select(analysis, scores, te.MacsBudget(args.ratio), block_scores=blocks,
+                                min_fraction=MIN_FRACTION)
+        print(f"blocks + channels at macs:{args.ratio}: {len(with_blocks.removed_blocks)} blocks removed "
+              f"{list(with_blocks.removed_blocks)}", flush=True)
+    else:
+        t = time.perf_counter()
+        table = te.profile_latency(model, runtime="tflite", threads=1)
+        extra["profile_seconds"] = round(time.perf_counter() - t, 1)
+        name_a = "latency budget"
+        with_blocks = te.select(analysis, scores, te.LatencyBudget(args.ratio, table=table),
+                                min_fraction=MIN_FRACTION)
+        extra["predicted_ms"] = with_blocks.metadata["cost"]["predicted"]
+        extra["target_ms"] = with_blocks.metadata["cost"]["target"]
+        print(f"latency budget {args.ratio}: predicted {extra['predicted_ms']:.3f} ms "
+              f"(table profiled in {extra['profile_seconds']:.0f} s)", flush=True)
     rows: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="easiedge-bench-blocks-") as tmp_dir:
+    with tempfile.TemporaryDirectory(prefix="easiedge-bench-equal-latency-") as tmp_dir:
         tmp = Path(tmp_dir)
         dense_ms = tflite_ms(model, tmp, args.rounds)
         slim_b = te.slim(model, with_blocks, analysis=analysis)
@@ -103,8 +122,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         channels, channels_ms, channels_ratio = best
         slim_c = te.slim(model, channels, analysis=analysis)
         correct: dict[str, dict[str, np.ndarray]] = {}
-        for name, small, ms, plan in (("blocks+channels", slim_b, target, with_blocks),
-                                      ("channels only", slim_c, channels_ms, channels)):
+        for name, small, ms, plan in ((name_a, slim_b, target, with_blocks),
+                                      ("channels at a MAC budget", slim_c, channels_ms, channels)):
             te.recalibrate_batchnorm(small, recal, max_examples=len(recal), batch_size=256)
             before = np.argmax(small.predict(x_test.astype("float32"), batch_size=500, verbose=0), -1) == y_test
             common.finetune(small, x_train, y_train, args.finetune_epochs, lr=args.lr)
@@ -117,10 +136,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "narrowest": min(((g, len(k), plan.group_sizes[g]) for g, k in plan.kept.items()),
                                            key=lambda t: t[1] / t[2])}
             print(f"{name}: {rows[name]['top1_after_finetune']:.4f} after fine-tune, {ms:.3f} ms", flush=True)
-    comparison = paired(correct["blocks+channels"]["after"], correct["channels only"]["after"])
-    return {"net": args.net, "ratio": args.ratio, "channels_only_macs_ratio": channels_ratio,
+    comparison = paired(correct[name_a]["after"], correct["channels at a MAC budget"]["after"])
+    before = paired(correct[name_a]["before"], correct["channels at a MAC budget"]["before"])
+    return {"net": args.net, "method": args.method, "ratio": args.ratio, "channels_only_macs_ratio": channels_ratio,
+            "measured_target_ms": target, **extra, "difference_before_finetune": before,
             "dense_tflite_ms": dense_ms, "dense_macs": te.count_macs(model), "search": search, "rows": rows,
-            "blocks_minus_channels_after_finetune": comparison, "finetune_epochs": args.finetune_epochs,
+            "difference_after_finetune": comparison, "finetune_epochs": args.finetune_epochs,
             "finetune_lr": args.lr, "test_images": int(len(y_test)), "train_images": int(len(y_train)),
             "machine": common.machine_info(), "loadavg_before": [round(v, 2) for v in load0],
             "loadavg_after": [round(v, 2) for v in os.getloadavg()],
@@ -134,15 +155,16 @@ def markdown(result: dict[str, Any]) -> str:
     Example:
         >>> row = {"macs": 10, "params": 5, "removed_blocks": ["a"], "tflite_ms": 1.0, "speedup": 3.0,
         ...        "top1_before_finetune": 0.5, "top1_after_finetune": 0.8, "narrowest": ["g", 1, 10]}
-        >>> r = {"net": "n", "ratio": 0.8, "channels_only_macs_ratio": 0.9, "dense_tflite_ms": 3.0,
-        ...      "rows": {"blocks+channels": row}, "test_images": 1, "finetune_epochs": 1, "finetune_lr": 0.05,
-        ...      "blocks_minus_channels_after_finetune": {"difference": 0.0, "standard_error": 0.0,
+        >>> r = {"net": "n", "method": "blocks", "ratio": 0.8, "channels_only_macs_ratio": 0.9,
+        ...      "dense_tflite_ms": 3.0, "rows": {"blocks+channels": row}, "test_images": 1, "finetune_epochs": 1,
+        ...      "finetune_lr": 0.05, "difference_after_finetune": {"difference": 0.0, "standard_error": 0.0,
         ...      "verdict": "tie"}, "machine": {"cpu_model": "c"}, "date": "d", "loadavg_before": [0.1],
         ...      "command": "cmd"}
         >>> print(markdown(r).splitlines()[4])
         | blocks+channels | 10 | 1 | 1.000 | 3.00x | 50.00% | 80.00% | g 1/10 |
     """
-    lines = [f"# Block removal vs channel-only pruning at equal measured latency: {result['net']}", "",
+    what = {"blocks": "block removal", "latency": "a latency budget"}[result["method"]]
+    lines = [f"# {what.capitalize()} vs channels at a MAC budget, equal measured latency: {result['net']}", "",
              "| plan | MACs | removed blocks | TFLite ms | speed-up | top-1 before fine-tune | top-1 after | "
              "narrowest group |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in result["rows"].items():
@@ -150,9 +172,11 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['macs']:,} | {len(r['removed_blocks'])} | {r['tflite_ms']:.3f} | "
                      f"{r['speedup']:.2f}x | {100 * r['top1_before_finetune']:.2f}% | "
                      f"{100 * r['top1_after_finetune']:.2f}% | {g} {k}/{n} |")
-    c = result["blocks_minus_channels_after_finetune"]
-    lines += ["", f"Blocks + channels minus channels only, after fine-tuning: {100 * c['difference']:+.2f} ± "
-              f"{100 * c['standard_error']:.2f} points ({c['verdict']}). Block plan at macs:{result['ratio']}; "
+    c = result["difference_after_finetune"]
+    first = "macs" if result["method"] == "blocks" else "latency"
+    lines += ["", f"{what.capitalize()} minus channels at a MAC budget, after fine-tuning: "
+              f"{100 * c['difference']:+.2f} ± {100 * c['standard_error']:.2f} points ({c['verdict']}). "
+              f"First plan at {first}:{result['ratio']}; "
               f"channel-only plan at macs:{result['channels_only_macs_ratio']:.3f} (bisected to the same "
               f"measured latency); dense {result['dense_tflite_ms']:.3f} ms.", "",
               f"TFLite fp32, 1 thread, batch 1, thread CPU time; fine-tune {result['finetune_epochs']} epochs "
@@ -164,8 +188,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--net", default="resnet20_w1", help="a ResNet baseline in benchmarks/baselines/")
-    p.add_argument("--ratio", type=float, default=0.85, help="MAC share removed by the block plan")
+    p.add_argument("--method", choices=("blocks", "latency"), default="blocks")
+    p.add_argument("--net", default="resnet20_w1", help="a baseline in benchmarks/baselines/ (a ResNet for blocks)")
+    p.add_argument("--ratio", type=float, default=0.85,
+                   help="share removed by the first plan: of MACs (blocks) or of predicted latency (latency)")
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=0.05, help="fine-tune SGD peak learning rate")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds per latency")
@@ -177,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.finetune_epochs, args.rounds, args.bisect_steps = 1, 1, 3
     result = run(args)
-    result["command"] = "python -m benchmarks.blocks_accuracy " + " ".join(sys.argv[1:] if argv is None else argv)
-    name = f"blocks_accuracy_{args.net}{'_smoke' if args.smoke else ''}.json"
+    result["command"] = "python -m benchmarks.equal_latency " + " ".join(sys.argv[1:] if argv is None else argv)
+    name = f"equal_latency_{args.method}_{args.net}_{args.ratio:g}{'_smoke' if args.smoke else ''}.json"
     out = (common.CACHE_DIR if args.smoke else common.RESULTS_DIR) / name
     common.write_json_atomic(out, result)
     common.write_text_atomic(out.with_suffix(".md"), markdown(result))

@@ -23,7 +23,7 @@ from tfmot_easiedge.data import batches, checks
 from tfmot_easiedge.quantize import runner
 from tfmot_easiedge.quantize.requirements import require_qat
 from tfmot_easiedge.quantize.result import QATResult, RebuildCheck, SkippedLayer
-from tfmot_easiedge.quantize.spec import QATUnsupportedError, graph_spec
+from tfmot_easiedge.quantize.spec import QATUnsupportedError, fold_dense_batchnorm, graph_spec
 
 if TYPE_CHECKING:
     import keras
@@ -115,7 +115,7 @@ def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
 
 
 def _write_job(job_dir: Path, model, job: dict, arrays: dict[str, np.ndarray]) -> None:
-    spec, weights = graph_spec(model)
+    spec, weights, _ = fold_dense_batchnorm(*graph_spec(model))
     (job_dir / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     savez: Any = np.savez  # NumPy's stub reads **arrays as its allow_pickle flag
     savez(job_dir / "weights.npz", **weights)
@@ -185,7 +185,9 @@ def qat(model: keras.Model, data: Any, *, epochs: int, path: str | os.PathLike, 
     fine-tuned with Adam and cross-entropy (on logits unless the model ends in a softmax), and converted with
     every op int8. Layers tfmot cannot quantize are left out of QAT and listed (``result.skipped``): the
     converter quantizes them post-training from ``representative_data``, so the file is int8 end to end or
-    the call fails; it is never a silent float model.
+    the call fails; it is never a silent float model. A ``Dense`` read only by a ``BatchNormalization`` is
+    folded into one ``Dense`` first (:func:`~tfmot_easiedge.quantize.spec.fold_dense_batchnorm`): tfmot's
+    Dense + BatchNorm pattern converts to a file that does not match its QAT model.
 
     Args:
         model: a single-input classifier (output ``[batch, classes]``), e.g. ``te.slim``'s model.

@@ -21,7 +21,6 @@ From the repository root (a few minutes; run it on a quiet machine)::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import math
 import os
 import random
@@ -104,11 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row["mac_reduction"] = rows[0]["macs"] / row["macs"]
     return {"model": "resnet56 width 1 (untrained; latency does not depend on the weights)", "rows": rows,
             "runtime": "tflite (LiteRT, XNNPACK), fp32, 1 thread, batch 1, thread CPU time",
-            "rounds": args.rounds, "runs": args.runs, "min_fraction": MIN_FRACTION,
-            "machine": common.machine_info(), "loadavg_before": [round(v, 2) for v in load0],
-            "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "rounds": args.rounds, "runs": args.runs, "min_fraction": MIN_FRACTION, **common.run_stamp(load0, t0)}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -143,10 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = run(args)
     result["command"] = "python -m benchmarks.blocks_latency " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = common.RESULTS_DIR / "blocks_latency_resnet56.json"
-    common.write_json_atomic(out, result)
-    common.write_text_atomic(out.with_suffix(".md"), markdown(result))
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    common.write_result(common.RESULTS_DIR / "blocks_latency_resnet56.json", result, markdown)
     return 0
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -402,6 +402,22 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> tuple[Any, di
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return model, result
+
+
+def run_stamp(load_before: Sequence[float], start: float) -> dict[str, Any]:
+    """What every benchmark result records about its run: the machine, the load averages before (as read at
+    its start) and now, the date, and the seconds since ``start`` (a ``time.perf_counter()``)."""
+    return {"machine": machine_info(), "loadavg_before": [round(v, 2) for v in load_before],
+            "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def write_result(path: Path, result: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """Writes ``result`` to ``path`` (JSON) and ``markdown(result)`` beside it (``.md``), atomically."""
+    write_json_atomic(path, result)
+    write_text_atomic(path.with_suffix(".md"), markdown(result))
+    print(f"wrote {path} and {path.with_suffix('.md')}")
 
 
 def finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float = 0.05, batch_size: int = 128,

@@ -24,7 +24,6 @@ From the repository root (about half an hour each on two cores)::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 import tempfile
@@ -143,10 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "dense_tflite_ms": dense_ms, "dense_macs": te.count_macs(model), "search": search, "rows": rows,
             "difference_after_finetune": comparison, "finetune_epochs": args.finetune_epochs,
             "finetune_lr": args.lr, "test_images": int(len(y_test)), "train_images": int(len(y_train)),
-            "machine": common.machine_info(), "loadavg_before": [round(v, 2) for v in load0],
-            "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            **common.run_stamp(load0, t0)}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -206,9 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["command"] = "python -m benchmarks.equal_latency " + " ".join(sys.argv[1:] if argv is None else argv)
     name = f"equal_latency_{args.method}_{args.net}_{args.ratio:g}{'_smoke' if args.smoke else ''}.json"
     out = (common.CACHE_DIR if args.smoke else common.RESULTS_DIR) / name
-    common.write_json_atomic(out, result)
-    common.write_text_atomic(out.with_suffix(".md"), markdown(result))
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    common.write_result(out, result, markdown)
     return 0
 
 

@@ -192,7 +192,10 @@ def qat(model: keras.Model, data: Any, *, epochs: int, path: str | os.PathLike, 
     Args:
         model: a single-input classifier (output ``[batch, classes]``), e.g. ``te.slim``'s model.
         data: labelled training data: ``(x, y)`` arrays (``y`` class indices or one-hot), a ``LoadedData``,
-            or a ``tf.data.Dataset`` of ``(x, y)``; read into memory.
+            or a ``tf.data.Dataset`` of ``(x, y)``; read into memory. Augment it the way the model was
+            trained (e.g. one augmented copy of the training set): BatchNorm statistics follow the images
+            QAT trains on, and clean ones shift them (``benchmarks/results/qat_*_clean.md``: a float model
+            trained one epoch on clean CIFAR-10 images lost 1.0 point).
         epochs: QAT epochs (>= 1).
         path: the .tflite file to write.
         representative_data: calibration samples for the layers QAT skips and the input (default: the first

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from tfmot_easiedge.graph.analysis import ModelAnalysis
+from tfmot_easiedge.graph.model_graph import GraphNode
 from tfmot_easiedge.metrics.counting import macs_coefficients
 
 
@@ -233,7 +234,7 @@ class ParamsCost(BilinearCost):
         super().__init__(analysis, coefficients)
 
 
-def param_coefficients(analysis: ModelAnalysis, node) -> tuple[float, float, float, float]:
+def param_coefficients(analysis: ModelAnalysis, node: GraphNode) -> tuple[float, float, float, float]:
     """A layer's parameters as the bilinear form ``(const, per input channel, per output channel, per both)``
     of its kept input and output channels (the whole count as a constant when no rule moves its channels)."""
     layer = node.layer

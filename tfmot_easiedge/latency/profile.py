@@ -81,17 +81,11 @@ def drop_layout_transposes(path: str | os.PathLike) -> int:
         if node.op_type != "Transpose":
             continue
         perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-        if node.input[0] in inputs and perm == [0, 3, 1, 2]:
-            for other in graph.node:
-                for k, name in enumerate(other.input):
-                    if name == node.output[0]:
-                        other.input[k] = node.input[0]
+        if node.input[0] in inputs and perm == [0, 3, 1, 2]:  # readers of the transpose read the input
+            _rename(graph, "input", node.output[0], node.input[0])
             _permute(inputs[node.input[0]])
-        elif node.output[0] in outputs and perm == [0, 2, 3, 1]:
-            for other in graph.node:
-                for k, name in enumerate(other.output):
-                    if name == node.input[0]:
-                        other.output[k] = node.output[0]
+        elif node.output[0] in outputs and perm == [0, 2, 3, 1]:  # its producer writes the output
+            _rename(graph, "output", node.input[0], node.output[0])
             _permute(outputs[node.output[0]])
         else:
             continue
@@ -100,6 +94,15 @@ def drop_layout_transposes(path: str | os.PathLike) -> int:
     if removed:
         onnx.save(model, str(path))
     return removed
+
+
+def _rename(graph, field: str, old: str, new: str) -> None:
+    """Every node's ``field`` (``"input"`` or ``"output"``) tensor named ``old`` renamed ``new``."""
+    for other in graph.node:
+        names = getattr(other, field)
+        for k, name in enumerate(names):
+            if name == old:
+                names[k] = new
 
 
 def _permute(value_info) -> None:
